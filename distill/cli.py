@@ -1,0 +1,44 @@
+"""The `distill` command line: one subcommand per module in `distill.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import distill
+import distill.commands
+from distill.config import RecipeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="distill",
+        description="Distil attention audio teachers into compact on-device students.",
+    )
+    parser.add_argument("--version", action="version", version=f"distill {distill.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(distill.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"distill.commands.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `distill` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except RecipeError as err:
+        print(f"distill: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

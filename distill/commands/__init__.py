@@ -1,0 +1,1 @@
+"""Subcommands of the `distill` CLI: each module here defines `register(subparsers)`."""

@@ -1,0 +1,21 @@
+"""Recipes: typed schema, loading, overrides and validation."""
+
+from distill.config.loader import (
+    RecipeError,
+    available_recipes,
+    find_recipe,
+    load_recipe,
+    recipe_description,
+    to_yaml,
+)
+from distill.config.schema import RecipeConfig
+
+__all__ = [
+    "RecipeConfig",
+    "RecipeError",
+    "available_recipes",
+    "find_recipe",
+    "load_recipe",
+    "recipe_description",
+    "to_yaml",
+]

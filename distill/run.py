@@ -1,0 +1,125 @@
+"""Run setup shared by every training command: run directory, seeding, loggers, Trainer."""
+
+from __future__ import annotations
+
+import netrc
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from distill.config import to_yaml
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all ranks, dataloader workers); optionally deterministic."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def make_run_dir(cfg: DictConfig, run_dir: str | Path | None = None) -> Path:
+    """Create the run directory (default `<run_dir>/<name>/<timestamp>`) holding config.yaml."""
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(cfg.run_dir) / cfg.name / stamp
+        suffix = 1
+        while run_dir.exists():
+            run_dir = Path(cfg.run_dir) / cfg.name / f"{stamp}-{suffix}"
+            suffix += 1
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    return run_dir
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    """Write the resolved recipe atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(path)
+
+
+def wandb_is_set_up() -> bool:
+    """Whether the user configured wandb credentials (env key or netrc entry)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return auth is not None
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """'online' only when asked for or when the user has set wandb up; otherwise 'offline'."""
+    env_mode = os.environ.get("WANDB_MODE")
+    if mode == "auto":
+        if env_mode in ("offline", "online", "disabled"):
+            return env_mode
+        return "online" if wandb_is_set_up() else "offline"
+    if mode == "online" and not wandb_is_set_up():
+        raise RuntimeError(
+            "logger.wandb_mode=online but wandb is not set up (no WANDB_API_KEY and no "
+            "api.wandb.ai entry in ~/.netrc): run `wandb login`, or use logger.wandb_mode=offline "
+            "or logger.wandb=false"
+        )
+    return mode
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[pl.loggers.Logger]:
+    """Loggers named by the recipe: CSV always, TensorBoard and wandb on request."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    log_cfg = cfg.logger
+    loggers: list[pl.loggers.Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="csv")]
+    if log_cfg.tensorboard:
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
+    if log_cfg.wandb:
+        mode = resolve_wandb_mode(log_cfg.wandb_mode)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        loggers.append(
+            WandbLogger(
+                project=log_cfg.wandb_project,
+                name=f"{cfg.name}-{run_dir.name}",
+                save_dir=str(run_dir),
+                offline=mode == "offline",
+                mode=mode,
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
+        )
+    return loggers
+
+
+def build_trainer(
+    cfg: DictConfig,
+    run_dir: Path,
+    callbacks: list[pl.Callback] | None = None,
+    **overrides: Any,
+) -> pl.Trainer:
+    """A Lightning Trainer configured from the recipe's `trainer` and `logger` sections."""
+    t = cfg.trainer
+    kwargs: dict[str, Any] = dict(
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        deterministic=t.deterministic or None,
+        gradient_clip_val=t.gradient_clip_val or None,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+        logger=build_loggers(cfg, run_dir),
+        callbacks=callbacks or [],
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)

@@ -1,0 +1,150 @@
+"""Recipe loading: lookup, overrides, interpolation and the exact validation messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distill.cli import main
+from distill.config import RecipeError, available_recipes, find_recipe, load_recipe
+
+MINIMAL = """\
+description: A tiny recipe for tests
+name: tiny
+data:
+  name: synth_kws
+  root: /tmp/nowhere
+frontend:
+  n_mels: 32
+student:
+  name: tc_resnet8
+  kwargs:
+    n_features: ${frontend.n_mels}
+"""
+
+
+@pytest.fixture()
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(MINIMAL)
+    return path
+
+
+def test_every_shipped_recipe_loads() -> None:
+    recipes = available_recipes()
+    assert "kws_tc_resnet8" in recipes
+    for name in recipes:
+        cfg = load_recipe(name)
+        assert cfg.description, f"recipe {name} has no description"
+
+
+def test_recipe_by_name_and_by_path(recipe: Path) -> None:
+    assert find_recipe("kws_tc_resnet8").name == "kws_tc_resnet8.yaml"
+    assert load_recipe(str(recipe)).name == "tiny"
+
+
+def test_unknown_recipe_name_suggests_close_match() -> None:
+    with pytest.raises(
+        RecipeError, match="no recipe named 'kws_tc_resnet9'; did you mean kws_tc_resnet8"
+    ):
+        find_recipe("kws_tc_resnet9")
+
+
+def test_overrides_and_interpolation_after_override(recipe: Path) -> None:
+    cfg = load_recipe(
+        str(recipe), ["trainer.max_epochs=3", "frontend.n_mels=64", "student.name=bc_resnet1"]
+    )
+    assert cfg.trainer.max_epochs == 3
+    assert cfg.student.name == "bc_resnet1"
+    assert cfg.student.kwargs.n_features == 64  # interpolation resolved after the override
+
+
+def test_misspelt_key_names_full_path_and_valid_keys(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(MINIMAL + "trainer:\n  max_epoch: 3\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(path))
+    assert str(err.value) == (
+        f"recipe {path}: unknown key 'trainer.max_epoch' (given: 3). Valid keys under 'trainer': "
+        "max_epochs, accelerator, devices, strategy, precision, seed, deterministic, "
+        "gradient_clip_val, limit_train_batches, limit_val_batches, log_every_n_steps, "
+        "progress_bar, monitor. Did you mean 'trainer.max_epochs'?"
+    )
+
+
+def test_wrong_type_names_key_expected_and_given(recipe: Path) -> None:
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(recipe), ["data.batch_size=lots"])
+    assert str(err.value) == "override: key 'data.batch_size' expects Integer, given 'lots'"
+
+
+def test_wrong_type_in_recipe_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(MINIMAL.replace("n_mels: 32", "n_mels: many"))
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(path))
+    assert str(err.value) == f"recipe {path}: key 'frontend.n_mels' expects Integer, given 'many'"
+
+
+def test_bad_override_syntax(recipe: Path) -> None:
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(recipe), ["trainer.max_epochs"])
+    assert str(err.value) == (
+        "override 'trainer.max_epochs' is not of the form dotted.key=value "
+        "(e.g. trainer.max_epochs=3)"
+    )
+
+
+def test_unknown_override_key(recipe: Path) -> None:
+    with pytest.raises(
+        RecipeError, match=r"^override: unknown key 'losses.temporal_kd.wieght' \(given: 0.5\)"
+    ):
+        load_recipe(str(recipe), ["losses.temporal_kd.wieght=0.5"])
+
+
+def test_missing_required_value(tmp_path: Path) -> None:
+    path = tmp_path / "noroot.yaml"
+    path.write_text("name: x\ndata:\n  name: synth_kws\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(path))
+    assert str(err.value) == (
+        f"recipe {path}: required key(s) without a value: data.root "
+        "(set them in the recipe or override, e.g. data.root=...)"
+    )
+
+
+def test_value_outside_choices(recipe: Path) -> None:
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(recipe), ["losses.temporal_kd.direction=sideways"])
+    assert str(err.value) == (
+        "key 'losses.temporal_kd.direction' must be one of forward, reverse, given 'sideways'"
+    )
+
+
+def test_section_given_a_scalar(recipe: Path) -> None:
+    with pytest.raises(RecipeError, match=r"key 'trainer' must be a mapping of TrainerConfig"):
+        load_recipe(str(recipe), ["trainer=5"])
+
+
+def test_cli_recipes_lists_descriptions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "kws_tc_resnet8" in out
+    assert "TC-ResNet8 student" in out
+
+
+def test_cli_show_prints_resolved_config(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(recipe), "frontend.n_mels=48"]) == 0
+    out = capsys.readouterr().out
+    assert "n_features: 48" in out
+    assert "${" not in out
+
+
+def test_cli_show_reports_bad_override(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(recipe), "trainer.max_epochs=abc"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == "distill: error: override: key 'trainer.max_epochs' expects Integer, given 'abc'"
+    )
