@@ -2,6 +2,7 @@
 
 from distill.config.loader import (
     RecipeError,
+    apply_overrides,
     available_recipes,
     find_recipe,
     load_recipe,
@@ -13,6 +14,7 @@ from distill.config.schema import RecipeConfig
 __all__ = [
     "RecipeConfig",
     "RecipeError",
+    "apply_overrides",
     "available_recipes",
     "find_recipe",
     "load_recipe",

@@ -198,6 +198,14 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> DictCo
     return cfg
 
 
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """A loaded recipe with dotted overrides applied and validated again."""
+    cfg = _merge(cfg, _parse_overrides(overrides), "override")
+    OmegaConf.resolve(cfg)
+    _check_choices(cfg)
+    return cfg
+
+
 def to_yaml(cfg: DictConfig) -> str:
     """The fully resolved recipe as YAML text."""
     return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,195 @@
+"""TeacherCache: teacher logits, temporal attention (and hidden states) computed once per clip.
+
+One memory-mappable `<split>.npy` (a structured record per clip) and a `<split>.json` index
+(clip ids, fingerprint, shapes) per split. Files are written under temporary names and renamed;
+the index is written last, so a killed build never leaves a split that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FINGERPRINT_PARTS = ("teacher", "rollout", "data", "crop")
+
+
+class StaleCacheError(RuntimeError):
+    """The cache on disk was built for another teacher, dataset or crop policy."""
+
+
+@dataclass
+class CachedTeacherOutput:
+    """Teacher outputs for a batch read from the cache (same fields as TeacherOutput)."""
+
+    logits: Tensor
+    attention: Tensor
+    hidden: Tensor | None = None
+
+
+def sha256_of_tensors(state: dict[str, Tensor]) -> str:
+    """Hash of a state dict's names, shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def sha256_of_json(obj: object) -> str:
+    """Hash of a JSON-serialisable object (keys sorted)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sha256_of_files(paths: Iterable[Path]) -> str:
+    """Hash of the names and contents of the files that exist among `paths`."""
+    h = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _record_dtype(num_classes: int, steps: int, hidden_dim: int | None) -> np.dtype:
+    fields = [("logits", np.float32, (num_classes,)), ("attention", np.float32, (steps,))]
+    if hidden_dim:
+        fields.append(("hidden", np.float16, (steps, hidden_dim)))
+    return np.dtype(fields)
+
+
+class TeacherCache:
+    """A folder of per-split teacher outputs, checked against the expected fingerprint."""
+
+    def __init__(self, directory: str | Path, fingerprint: dict[str, str]) -> None:
+        self.directory = Path(directory)
+        self.fingerprint = dict(fingerprint)
+        self._splits: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
+
+    def paths(self, split: str) -> tuple[Path, Path]:
+        """(records file, index file) of a split."""
+        return self.directory / f"{split}.npy", self.directory / f"{split}.json"
+
+    def has(self, split: str) -> bool:
+        """Whether a complete, up-to-date split is on disk."""
+        try:
+            self.check(split)
+        except (FileNotFoundError, StaleCacheError):
+            return False
+        return True
+
+    def check(self, split: str) -> dict:
+        """The split's index, or an error naming what is missing or what changed."""
+        records, index_path = self.paths(split)
+        if not index_path.is_file() or not records.is_file():
+            raise FileNotFoundError(
+                f"teacher cache for split '{split}' is missing or incomplete in {self.directory} "
+                "(build it with `distill cache RECIPE`)"
+            )
+        index = json.loads(index_path.read_text())
+        cached = index.get("fingerprint", {})
+        changed = [p for p in FINGERPRINT_PARTS if cached.get(p) != self.fingerprint.get(p)]
+        if changed:
+            detail = "; ".join(
+                f"{p} changed (cached {cached.get(p)}, now {self.fingerprint.get(p)})"
+                for p in changed
+            )
+            raise StaleCacheError(
+                f"teacher cache {index_path} is stale: {detail}. Rebuild it with "
+                "`distill cache RECIPE --rebuild`"
+            )
+        return index
+
+    def open(self, split: str) -> None:
+        """Memory-map a split for lookups."""
+        index = self.check(split)
+        records = np.load(self.paths(split)[0], mmap_mode="r")
+        if len(records) != len(index["clip_ids"]):
+            raise StaleCacheError(
+                f"teacher cache {self.paths(split)[0]} holds {len(records)} records but its index "
+                f"lists {len(index['clip_ids'])} clips: rebuild it"
+            )
+        self._splits[split] = (records, {cid: i for i, cid in enumerate(index["clip_ids"])})
+
+    def lookup(
+        self, split: str, clip_ids: list[str], device: torch.device | str = "cpu"
+    ) -> CachedTeacherOutput:
+        """Teacher outputs of the given clips, in order."""
+        if split not in self._splits:
+            self.open(split)
+        records, position = self._splits[split]
+        try:
+            rows = np.array([position[c] for c in clip_ids])
+        except KeyError as err:
+            raise KeyError(
+                f"clip {err.args[0]!r} is not in the teacher cache for split '{split}' "
+                f"({self.directory}); with on-the-fly training mixtures set data.train_variants>0 "
+                "so the cached variants cover every epoch, or set teacher.cache=false"
+            ) from None
+        batch = records[rows]
+        hidden = None
+        if "hidden" in batch.dtype.names:
+            hidden = torch.from_numpy(np.ascontiguousarray(batch["hidden"])).float().to(device)
+        return CachedTeacherOutput(
+            logits=torch.from_numpy(np.ascontiguousarray(batch["logits"])).to(device),
+            attention=torch.from_numpy(np.ascontiguousarray(batch["attention"])).to(device),
+            hidden=hidden,
+        )
+
+    def write(
+        self,
+        split: str,
+        batches: Iterable[tuple[list[str], object]],
+        total: int,
+        with_hidden: bool = False,
+    ) -> Path:
+        """Write teacher outputs `(clip_ids, TeacherOutput)` for `total` clips atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        records_path, index_path = self.paths(split)
+        tmp_records = records_path.with_name(f".{records_path.name}.{os.getpid()}.tmp")
+        index_path.unlink(missing_ok=True)  # the old split stops looking complete right away
+        clip_ids: list[str] = []
+        array = None
+        try:
+            for ids, out in batches:
+                if array is None:
+                    hidden_dim = out.hidden.shape[-1] if with_hidden else None
+                    if with_hidden and out.hidden is None:
+                        raise ValueError("the hint loss needs hidden states; the teacher gave none")
+                    dtype = _record_dtype(out.logits.shape[1], out.attention.shape[1], hidden_dim)
+                    array = np.lib.format.open_memmap(
+                        tmp_records, mode="w+", dtype=dtype, shape=(total,)
+                    )
+                start, stop = len(clip_ids), len(clip_ids) + len(ids)
+                if stop > total:
+                    raise ValueError(f"teacher cache got more than the {total} clips announced")
+                array["logits"][start:stop] = out.logits.detach().float().cpu().numpy()
+                array["attention"][start:stop] = out.attention.detach().float().cpu().numpy()
+                if with_hidden:
+                    array["hidden"][start:stop] = out.hidden.detach().cpu().numpy()
+                clip_ids.extend(ids)
+            if len(clip_ids) != total:
+                raise ValueError(
+                    f"teacher cache for split '{split}' got {len(clip_ids)} clips, expected {total}"
+                )
+            if len(set(clip_ids)) != len(clip_ids):
+                raise ValueError(f"teacher cache for split '{split}': clip ids are not unique")
+            array.flush()
+            del array
+            os.replace(tmp_records, records_path)
+            index = {"clip_ids": clip_ids, "fingerprint": self.fingerprint, "complete": True}
+            tmp_index = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
+            tmp_index.write_text(json.dumps(index))
+            os.replace(tmp_index, index_path)
+        finally:
+            tmp_records.unlink(missing_ok=True)
+        self._splits.pop(split, None)
+        return records_path

@@ -1,0 +1,101 @@
+"""`distill teach`, `distill cache`, `distill fit` and `distill eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe name (see `distill recipes`) or path to a .yaml file")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_epochs=3")
+
+
+def _teach(args: argparse.Namespace) -> int:
+    from distill.config import load_recipe
+    from distill.teach import teach
+
+    results = teach(load_recipe(args.recipe, args.overrides), run_dir=args.run_dir)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from distill.config import load_recipe
+    from distill.data import build_datamodule
+    from distill.teacher_setup import build_cache, check_class_names, load_teacher_for
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    teacher = load_teacher_for(cfg)
+    if teacher is None:
+        raise SystemExit("distill cache: the recipe has teacher.kind=none; nothing to cache")
+    datamodule = build_datamodule(cfg.data)
+    check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
+    cache = build_cache(cfg, teacher, datamodule, rebuild=args.rebuild)
+    print(f"teacher cache ready in {cache.directory}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from distill.config import load_recipe
+    from distill.train import fit
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    results = fit(
+        cfg,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        checkpoint_every_n_steps=args.checkpoint_every,
+    )
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from distill.evaluate import evaluate_checkpoint
+
+    results = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the training commands."""
+    p = subparsers.add_parser(
+        "teach", help="train the recipe's teacher and save it to teacher.path"
+    )
+    _recipe_args(p)
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>/<time>)")
+    p.set_defaults(func=_teach)
+
+    p = subparsers.add_parser("cache", help="compute teacher outputs once per clip into a cache")
+    _recipe_args(p)
+    p.add_argument("--rebuild", action="store_true", help="recompute even if up to date")
+    p.set_defaults(func=_cache)
+
+    p = subparsers.add_parser("fit", help="train the recipe's student (with its KD losses)")
+    _recipe_args(p)
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>/<time>)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its last checkpoint",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="also save last.ckpt every STEPS training steps (for resume mid-epoch)",
+    )
+    p.set_defaults(func=_fit)
+
+    p = subparsers.add_parser("eval", help="evaluate a checkpoint on a split")
+    p.add_argument("checkpoint", help="a .ckpt written by `distill fit`")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted overrides of the stored recipe (e.g. data.root=/other/copy)",
+    )
+    p.set_defaults(func=_eval)

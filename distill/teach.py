@@ -1,0 +1,166 @@
+"""`distill teach`: train (or fine-tune) the recipe's teacher and save it to `teacher.path`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import Tensor
+
+from distill.data.augment import build_specaugment
+from distill.losses import TaskLoss, entropy
+from distill.losses.base import LossInputs
+from distill.metrics import build_metric, metric_name
+from distill.module import argmax_inside_span
+from distill.optim import build_optimizer
+from distill.run import build_trainer, make_run_dir, seed_everything
+
+
+class TeacherModule(pl.LightningModule):
+    """Supervised training of a teacher through its logits-only path (`classify`)."""
+
+    def __init__(self, teacher: Any, cfg: DictConfig, task: str, clip_seconds: float) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.cfg = cfg
+        self.task = task
+        self.clip_seconds = clip_seconds
+        self.loss = TaskLoss(task, cfg.losses.task.label_smoothing)
+        self.metrics = torch.nn.ModuleDict(
+            {s: build_metric(task, teacher.num_classes) for s in ("val", "test")}
+        )
+        self.metric_name = metric_name(task)
+        self.specaugment = build_specaugment(cfg.data.augment)
+        frontend = getattr(teacher, "frontend", None)
+        self._hook = None
+        if self.specaugment.active and frontend is not None:
+            self._hook = frontend.register_forward_hook(self._augment_features)
+
+    def remove_hooks(self) -> None:
+        """Detach the SpecAugment hook from the teacher's frontend."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _augment_features(self, module: Any, inputs: Any, output: Tensor) -> Tensor | None:
+        return self.specaugment(output) if self.training else None
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        logits = self.teacher.classify(batch["waveform"])
+        loss = self.loss(LossInputs(logits=logits, target=batch.get("target", batch["label"])))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _eval(self, batch: dict, split: str) -> None:
+        out = self.teacher(batch["waveform"])
+        size = len(out.logits)
+        self.metrics[split].update(out.logits, batch["label"])
+        loss = self.loss(LossInputs(logits=out.logits, target=batch["label"]))
+        self.log(f"{split}/loss", loss, batch_size=size, sync_dist=True)
+        self.log(
+            f"{split}/teacher_attention_entropy", entropy(out.attention).mean(), batch_size=size
+        )
+        if batch.get("spans") is not None:
+            inside = argmax_inside_span(out.attention, batch["spans"], self.clip_seconds)
+            if inside is not None:
+                self.log(f"{split}/teacher_attention_in_span", inside, batch_size=size)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log(f"val/{self.metric_name}", self.metrics["val"].compute(), prog_bar=True)
+        self.metrics["val"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.log(f"test/{self.metric_name}", self.metrics["test"].compute())
+        self.metrics["test"].reset()
+
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
+
+    def configure_optimizers(self) -> Any:
+        return build_optimizer(self.cfg.optim, self.teacher.parameters(), self.trainer)
+
+
+def new_teacher(cfg: DictConfig, class_names: list[str]) -> Any:
+    """A fresh (or hub/local-initialised) teacher for the data's classes."""
+    import teachers
+
+    options = OmegaConf.to_container(cfg.teacher.kwargs, resolve=True) if cfg.teacher.kwargs else {}
+    if cfg.teacher.kind == "inhouse":
+        frontend = OmegaConf.to_container(cfg.frontend, resolve=True)
+        options.setdefault("frontend", frontend)
+        return teachers.create("inhouse", class_names=list(class_names), **options)
+    if cfg.teacher.kind == "timm":
+        return teachers.create("timm", class_names=list(class_names), **options)
+    if cfg.teacher.kind == "hf":
+        source = options.pop("init_from", None)
+        if source is None:
+            raise ValueError(
+                "teacher.kind=hf: give teacher.kwargs.init_from (a local HF model directory or "
+                "cached hub id) to fine-tune; teacher.path is where the result is saved"
+            )
+        return teachers.create("hf", path=source, class_names=list(class_names), **options)
+    raise ValueError(
+        f"distill teach needs teacher.kind inhouse, timm or hf, given {cfg.teacher.kind!r}"
+    )
+
+
+def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train the teacher, keep the best validation checkpoint, test it, save it to teacher.path."""
+    from distill.data import build_datamodule
+
+    if not cfg.teacher.path:
+        raise ValueError("distill teach needs teacher.path: the directory to save the teacher to")
+    start = time.time()
+    run_dir = make_run_dir(cfg, run_dir)
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    datamodule = build_datamodule(cfg.data)
+    teacher = new_teacher(cfg, datamodule.class_names)
+    module = TeacherModule(teacher, cfg, datamodule.task, cfg.data.clip_seconds)
+    monitor = f"val/{metric_name(datamodule.task)}"
+    ckpt = ModelCheckpoint(
+        dirpath=str(run_dir / "checkpoints"),
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    trainer = build_trainer(cfg, run_dir, callbacks=[ckpt])
+    trainer.fit(module, datamodule=datamodule)
+    best = ckpt.best_model_path
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    module.remove_hooks()
+    teacher.freeze()
+    teacher.save_pretrained(cfg.teacher.path)
+    n_params = sum(p.numel() for p in teacher.parameters())
+    results = {
+        "recipe": cfg.name,
+        "teacher_path": str(cfg.teacher.path),
+        "params": n_params,
+        "best_val": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
+        "test": {k: float(v) for k, v in test.items()},
+        "epochs": trainer.current_epoch,
+        "wall_seconds": round(time.time() - start, 1),
+        "run_dir": str(run_dir),
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (Path(cfg.teacher.path) / "results.json").write_text(json.dumps(results, indent=2))
+    return results

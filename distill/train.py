@@ -1,0 +1,147 @@
+"""`distill fit` and `distill eval`: train a student (with or without a teacher), pick the best
+checkpoint on validation, report its test score, save the bare student."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from distill.module import DistillModule
+from distill.run import build_trainer, make_run_dir, seed_everything
+from distill.teacher_setup import attach_teacher, check_class_names, load_teacher_for
+
+STUDENT_FILE = "student.pt"
+
+
+def monitor_of(cfg: DictConfig, task: str) -> str:
+    """The validation metric that picks the best checkpoint."""
+    if cfg.trainer.monitor != "auto":
+        return cfg.trainer.monitor
+    return "val/mAP" if task == "multi_label" else "val/acc"
+
+
+def checkpoint_callback(run_dir: Path, monitor: str, every_n_steps: int | None) -> ModelCheckpoint:
+    """Best-on-validation checkpoint plus `last.ckpt` (also saved every N steps, for resume)."""
+    return ModelCheckpoint(
+        dirpath=str(run_dir / "checkpoints"),
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_last=True,
+        save_top_k=1,
+        every_n_train_steps=every_n_steps,
+        enable_version_counter=False,
+    )
+
+
+def save_student(module: DistillModule, path: Path) -> None:
+    """The plain student on its own: state dict plus what `students.create` needs."""
+    cfg = module.cfg
+    payload = {
+        "name": cfg.student.target or cfg.student.name,
+        "num_classes": len(module.class_names),
+        "n_features": module.frontend.n_features,
+        "kwargs": OmegaConf.to_container(cfg.student.kwargs, resolve=True),
+        "class_names": module.class_names,
+        "frontend": OmegaConf.to_container(cfg.frontend, resolve=True),
+        "clip_seconds": module.clip_seconds,
+        "state_dict": module.student_state_dict(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_student(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a saved student with `students.create` (no training code); returns (model, info)."""
+    import students
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model = students.create(
+        payload["name"],
+        num_classes=payload["num_classes"],
+        n_features=payload["n_features"],
+        **payload["kwargs"],
+    )
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload
+
+
+def fit(
+    cfg: DictConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    checkpoint_every_n_steps: int | None = None,
+    extra_callbacks: list[pl.Callback] | None = None,
+) -> dict[str, Any]:
+    """Train the recipe's student, test the best checkpoint, write results.json and student.pt."""
+    from distill.data import build_datamodule
+
+    start = time.time()
+    if resume and run_dir is None:
+        raise ValueError("--resume needs the run directory to continue (distill fit ... --run-dir)")
+    run_dir = make_run_dir(cfg, run_dir)
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    datamodule = build_datamodule(cfg.data)
+    teacher = load_teacher_for(cfg)
+    if teacher is not None:
+        check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
+    teacher_dim = teacher_hidden_dim(teacher) if cfg.losses.hint.weight > 0 else None
+    module = DistillModule(
+        cfg,
+        num_classes=datamodule.num_classes,
+        task=datamodule.task,
+        class_names=datamodule.class_names,
+        clip_seconds=cfg.data.clip_seconds,
+        teacher_dim=teacher_dim,
+    )
+    attach_teacher(module, cfg, teacher, datamodule)
+    monitor = monitor_of(cfg, datamodule.task)
+    ckpt = checkpoint_callback(run_dir, monitor, checkpoint_every_n_steps)
+    trainer = build_trainer(cfg, run_dir, callbacks=[ckpt, *(extra_callbacks or [])])
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if resume and ckpt_path is None:
+        print(f"distill fit: no checkpoint in {last.parent} yet, starting from scratch")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    best = ckpt.best_model_path or str(last)
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    best_module = DistillModule.load_from_checkpoint(best, map_location="cpu", weights_only=False)
+    best_module.detach_taps()
+    save_student(best_module, run_dir / STUDENT_FILE)
+    results = {
+        "recipe": cfg.name,
+        "student": cfg.student.target or cfg.student.name,
+        "task": datamodule.task,
+        "monitor": monitor,
+        "best_val": _float(ckpt.best_model_score),
+        "test": {k: float(v) for k, v in test.items()},
+        "best_checkpoint": best,
+        "epochs": trainer.current_epoch,
+        "seed": cfg.trainer.seed,
+        "wall_seconds": round(time.time() - start, 1),
+        "run_dir": str(run_dir),
+    }
+    tmp = run_dir / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(run_dir / "results.json")
+    return results
+
+
+def teacher_hidden_dim(teacher: Any) -> int:
+    """Width of the teacher's hidden states (for the hint projection)."""
+    dim = getattr(teacher, "hidden_dim", None)
+    if dim is None:
+        raise ValueError("losses.hint needs a teacher that reports `hidden_dim`")
+    return int(dim)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
