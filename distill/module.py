@@ -179,9 +179,9 @@ class DistillModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         total, _, terms = self._step(batch, "train")
         size = batch["waveform"].shape[0]
-        self.log("train/loss", total, prog_bar=True, batch_size=size)
+        self.log("train/loss", total, prog_bar=True, on_epoch=True, batch_size=size)
         for name, value in terms.items():
-            self.log(f"train/{name}", value, batch_size=size)
+            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=size)
         return total
 
     def _eval_step(self, batch: dict, split: str) -> None:

@@ -1,0 +1,1 @@
+"""Synthetic datasets for the runnable defaults: a keyword bank and an FSD50K-like event set."""

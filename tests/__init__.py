@@ -1,0 +1,1 @@
+"""Test suite (fast by default; `-m slow` for end-to-end)."""
