@@ -8,6 +8,12 @@ epoch for training, or ``epoch % train_variants`` when `train_variants` > 0.
 The epoch reaches worker processes through the index itself: `__getitem__` takes either an int
 (uses the epoch last given to `set_epoch`) or an ``(epoch, index)`` pair, which is what
 `distill.data.datamodule.EpochSampler` yields.
+
+Bad files: headers are checked when a dataset is built (unreadable or empty files raise, or with
+`skip_bad_files` are left out, warned about and listed in `dataset.skipped`). NaN/inf samples
+are found when a clip is loaded: they raise, or with `skip_bad_files` the item is replaced by
+the next clip with a warning (inside loader workers such late skips are warned about there,
+and `skipped` of the main process does not see them).
 """
 
 from __future__ import annotations

@@ -181,6 +181,19 @@ class AudioDataModule(pl.LightningDataModule):
             return FSD50K(c.root, split, crop=c.crop, **common)
         return FolderDataset(c.root, split, classes=c.classes, task=c.task, crop=c.crop, **common)
 
+    def describe_mixtures(
+        self, split: str, n: int | None = None, epoch: int = 0
+    ) -> list[dict[str, Any]]:
+        """Mixture parameters of the first `n` clips of `split` (noisy data sets only), e.g. to
+        dump a manifest of the validation/test mixtures for inspection."""
+        ds = self.dataset(split)
+        if not hasattr(ds, "describe_mixtures"):
+            raise ValueError(
+                f"data.name {self.cfg.name!r} does not mix audio; describe_mixtures "
+                "needs synth_kws or noisy_speech_commands"
+            )
+        return ds.describe_mixtures(n, epoch)
+
     def setup(self, stage: str | None = None) -> None:
         splits = {
             "fit": ["train", "validation"],

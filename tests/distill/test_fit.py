@@ -1,4 +1,4 @@
-"""`distill teach` -> `distill cache` -> `distill fit` on a tiny keyword bank, and what fit leaves."""
+"""teach -> cache -> fit on a tiny keyword bank, and what fit leaves behind."""
 
 from __future__ import annotations
 
