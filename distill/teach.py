@@ -20,6 +20,7 @@ from distill.metrics import build_metric, metric_name
 from distill.module import argmax_inside_span
 from distill.optim import build_optimizer
 from distill.run import build_trainer, make_run_dir, seed_everything
+from students.profile import count_macs
 
 
 class TeacherModule(pl.LightningModule):
@@ -151,10 +152,13 @@ def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     teacher.freeze()
     teacher.save_pretrained(cfg.teacher.path)
     n_params = sum(p.numel() for p in teacher.parameters())
+    samples = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
     results = {
         "recipe": cfg.name,
         "teacher_path": str(cfg.teacher.path),
         "params": n_params,
+        "macs": count_macs(teacher, (1, samples)),
+        "clip_seconds": cfg.data.clip_seconds,
         "best_val": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
         "test": {k: float(v) for k, v in test.items()},
         "epochs": trainer.current_epoch,

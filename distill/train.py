@@ -15,7 +15,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from distill.module import DistillModule
 from distill.run import build_trainer, make_run_dir, seed_everything
+from distill.samples import SAMPLES_FILE, dump_attention_samples
 from distill.teacher_setup import attach_teacher, check_class_names, load_teacher_for
+from students.profile import count_macs, count_params
 
 STUDENT_FILE = "student.pt"
 
@@ -114,11 +116,20 @@ def fit(
     best = ckpt.best_model_path or str(last)
     test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     best_module = DistillModule.load_from_checkpoint(best, map_location="cpu", weights_only=False)
+    if isinstance(module.teacher_source, torch.nn.Module):
+        module.teacher_source.cpu()
+    best_module.set_teacher_source(module.teacher_source)
+    dump_attention_samples(best_module, datamodule, run_dir / SAMPLES_FILE)
     best_module.detach_taps()
     save_student(best_module, run_dir / STUDENT_FILE)
+    frames = best_module.frontend.num_frames(
+        int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
+    )
     results = {
         "recipe": cfg.name,
         "student": cfg.student.target or cfg.student.name,
+        "params": count_params(best_module.student),
+        "macs": count_macs(best_module.student, (1, best_module.frontend.n_features, frames)),
         "task": datamodule.task,
         "monitor": monitor,
         "best_val": _float(ckpt.best_model_score),

@@ -43,6 +43,8 @@ class DataConfig:
     root: str = MISSING
     task: str = "single_label"  # single_label | multi_label
     classes: str = "12"  # 12 | 35 | all | comma-separated words
+    # _unknown_ clips kept per split, as a multiple of the mean keyword-class size (0: keep all)
+    unknown_ratio: float = 1.0
     sample_rate: int = 16000
     clip_seconds: float = 1.0
     snr_db: list[float] = field(default_factory=lambda: [-5.0, 20.0])

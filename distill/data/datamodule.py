@@ -167,10 +167,18 @@ class AudioDataModule(pl.LightningDataModule):
                 classes=c.classes,
                 snr_db=list(c.snr_db),
                 require_manifest=c.name == "synth_kws",
+                unknown_ratio=c.unknown_ratio,
                 **common,
             )
         if c.name == "speech_commands":
-            return SpeechCommands(c.root, split, classes=c.classes, crop=c.crop, **common)
+            return SpeechCommands(
+                c.root,
+                split,
+                classes=c.classes,
+                crop=c.crop,
+                unknown_ratio=c.unknown_ratio,
+                **common,
+            )
         if c.name in EVENT_KINDS:
             if c.name == "synth_events" and not (Path(c.root) / "events_manifest.csv").is_file():
                 raise FileNotFoundError(

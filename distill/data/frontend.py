@@ -68,7 +68,9 @@ class Frontend(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
-            raise ValueError(f"frontend expects a (batch, samples) waveform, got {tuple(waveform.shape)}")
+            raise ValueError(
+                f"frontend expects a (batch, samples) waveform, got {tuple(waveform.shape)}"
+            )
         if self.mfcc is not None:
             return self.mfcc(waveform)
         return torch.log(self.mel(waveform) + self.log_offset)

@@ -29,6 +29,7 @@ from distill.data.speech_commands import (
     list_keywords,
     resolve_classes,
     silence_entries,
+    subsample_unknown,
 )
 
 
@@ -52,6 +53,7 @@ class NoisySpeechCommands(ClipDataset):
         limit: int = 0,
         augment=None,
         require_manifest: bool = False,
+        unknown_ratio: float = 0.0,
     ) -> None:
         super().__init__(
             split, sample_rate, clip_seconds, seed, train_variants, skip_bad_files, augment
@@ -71,6 +73,7 @@ class NoisySpeechCommands(ClipDataset):
             self.root, self.split, self.class_names, self.skip_bad_files
         )
         self.has_manifest = meta["manifest"]
+        self.entries = subsample_unknown(self.entries, self.class_names, unknown_ratio)
         self.entries += silence_entries(len(self.entries), self.class_names)
         self.noise = NoiseBank.from_root(self.root, self.split, sample_rate, skip_bad_files)
         self._finish(limit)

@@ -6,8 +6,10 @@ adds ``manifest.csv`` (``path,label,speaker,split,onset,offset,...``) giving the
 offset inside each clip, and ``noise_splits.csv``.
 
 Class sets (`classes`):
-- "12": yes no up down left right on off stop go, then `_unknown_` (every other word, all of
-  them, not subsampled) and `_silence_`;
+- "12": yes no up down left right on off stop go, then `_unknown_` (every other word) and
+  `_silence_`; `unknown_ratio` r keeps r x (mean keyword-class size) `_unknown_` clips per split
+  (fixed by a hash of the path; the recipe default 1.0 balances it like one keyword, close to the
+  TF setup's 10%; 0 keeps all);
 - "35": the 35 words of v2 (all must be present), "all": every word folder, sorted;
 - a list (or comma-separated string) of words; it may hold `_unknown_` (then words not in the
   list map to it; without it such a word is an error) and `_silence_`.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+import zlib
 from pathlib import Path
 
 from distill.data.audio import check_headers, empty_spans, load_audio, make_spans, place
@@ -212,6 +215,24 @@ def list_keywords(
     return entries, skipped, {"manifest": manifest is not None}
 
 
+def subsample_unknown(entries: list[Entry], class_names: list[str], ratio: float) -> list[Entry]:
+    """Keep `ratio` x (mean keyword-class size) `_unknown_` entries, chosen by a fixed hash of
+    their path so every construction keeps the same ones; ratio 0 keeps all."""
+    if ratio <= 0 or UNKNOWN not in class_names:
+        return entries
+    unknown = class_names.index(UNKNOWN)
+    known = [e for e in entries if e.target != unknown]
+    others = [e for e in entries if e.target == unknown]
+    n_classes = len({e.target for e in known})
+    if not known or n_classes == 0:
+        return entries
+    keep = min(len(others), math.ceil(ratio * len(known) / n_classes))
+    chosen = set(
+        sorted(range(len(others)), key=lambda i: zlib.crc32(others[i].clip_id.encode()))[:keep]
+    )
+    return known + [e for i, e in enumerate(others) if i in chosen]
+
+
 def silence_entries(n_words: int, class_names: list[str]) -> list[Entry]:
     """`ceil(n_words / 10)` silence entries when `_silence_` is a class."""
     if SILENCE not in class_names:
@@ -239,6 +260,7 @@ class SpeechCommands(ClipDataset):
         skip_bad_files: bool = False,
         limit: int = 0,
         augment=None,
+        unknown_ratio: float = 0.0,
     ) -> None:
         super().__init__(
             split, sample_rate, clip_seconds, seed, train_variants, skip_bad_files, augment
@@ -253,6 +275,7 @@ class SpeechCommands(ClipDataset):
             self.root, self.split, self.class_names, self.skip_bad_files
         )
         self.has_manifest = meta["manifest"]
+        self.entries = subsample_unknown(self.entries, self.class_names, unknown_ratio)
         self.entries += silence_entries(len(self.entries), self.class_names)
         self.noise = (
             NoiseBank.from_root(self.root, self.split, sample_rate, skip_bad_files)

@@ -1,0 +1,58 @@
+"""`distill compare`: students x loss arms x seeds, with a results table and a report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from distill.compare import markdown_table, parse_list, read_rows, run_grid, summarise
+    from distill.config import load_recipe
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    out = Path(args.out or Path(cfg.run_dir) / "compare" / cfg.name)
+    csv_path = run_grid(
+        cfg,
+        parse_list(args.students, "students"),
+        parse_list(args.losses, "losses"),
+        args.seeds,
+        out,
+    )
+    table = markdown_table(summarise(read_rows(csv_path)))
+    (out / "summary.md").write_text(table)
+    report = _report(cfg, out, csv_path)
+    print(table)
+    print(f"results: {csv_path}")
+    if report is not None:
+        print(f"report: {report}")
+    return 0
+
+
+def _report(cfg, out: Path, csv_path: Path) -> Path | None:
+    try:
+        from distill.report import write_report
+    except ImportError:
+        return None
+    return write_report(cfg, out, csv_path)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `compare`."""
+    p = subparsers.add_parser(
+        "compare", help="run a grid of students x loss arms x seeds and summarise it"
+    )
+    p.add_argument("recipe", help="recipe name or path (its teacher, data and trainer are used)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_epochs=3")
+    p.add_argument(
+        "--students", required=True, help="comma-separated students, e.g. tc_resnet8,crnn"
+    )
+    p.add_argument(
+        "--losses",
+        default="none,logit,temporal,logit+temporal",
+        help="comma-separated loss arms: none, logit, temporal, hint, at, joined with '+'; "
+        "controls span, shuffled, uniform (default: %(default)s)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output folder (default <run_dir>/compare/<name>)")
+    p.set_defaults(func=_compare)

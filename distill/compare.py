@@ -1,0 +1,221 @@
+"""`distill compare`: a grid of students x loss arms x seeds, resumable, summarised in one CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from distill.config import apply_overrides
+
+# Weights used for an arm when the recipe leaves that loss at 0.
+DEFAULT_WEIGHTS = {"logit_kd": 0.5, "temporal_kd": 0.25, "hint": 0.1, "attention_transfer": 0.5}
+# Arm token -> (loss term, temporal target or None). Controls supervise the same head with
+# something other than the teacher, to tell the teacher's knowledge from mere localisation.
+ARM_TOKENS: dict[str, tuple[str | None, str | None]] = {
+    "none": (None, None),
+    "logit": ("logit_kd", None),
+    "temporal": ("temporal_kd", "teacher"),
+    "hint": ("hint", None),
+    "at": ("attention_transfer", None),
+    "span": ("temporal_kd", "span"),
+    "shuffled": ("temporal_kd", "shuffled"),
+    "uniform": ("temporal_kd", "uniform"),
+}
+CONTROL_TOKENS = ("span", "shuffled", "uniform")
+RESULT_COLUMNS = [
+    "student", "arm", "group", "seed", "metric", "test_score", "best_val", "params", "macs",
+    "student_attention_in_span", "student_attention_entropy", "epochs", "wall_seconds", "run_dir",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One loss configuration of the grid, e.g. `logit+temporal` or the control `span`."""
+
+    name: str
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.name.split("+")
+
+    @property
+    def is_control(self) -> bool:
+        return any(t in CONTROL_TOKENS for t in self.tokens)
+
+    def overrides(self, cfg: DictConfig) -> list[str]:
+        """Dotted overrides that switch the recipe's losses to this arm."""
+        unknown = [t for t in self.tokens if t not in ARM_TOKENS]
+        if unknown:
+            raise ValueError(
+                f"unknown loss arm {'+'.join(unknown)!r} in {self.name!r}; valid: "
+                f"{', '.join(ARM_TOKENS)} (join with '+', e.g. logit+temporal)"
+            )
+        weights = {term: 0.0 for term in DEFAULT_WEIGHTS}
+        target = "teacher"
+        for token in self.tokens:
+            term, tgt = ARM_TOKENS[token]
+            if term is None:
+                continue
+            recipe_weight = float(cfg.losses[term].weight)
+            weights[term] = recipe_weight if recipe_weight > 0 else DEFAULT_WEIGHTS[term]
+            if tgt is not None:
+                target = tgt
+        out = [f"losses.{term}.weight={w}" for term, w in weights.items()]
+        out.append(f"losses.temporal_kd.target={target}")
+        return out
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    """Comma-separated values, refusing an empty list."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"--{what} needs at least one value (comma-separated)")
+    return items
+
+
+def run_grid(
+    cfg: DictConfig,
+    student_names: list[str],
+    arms: list[str],
+    seeds: int,
+    out_dir: str | Path,
+) -> Path:
+    """Run (or skip, when finished) every student x arm x seed; write results.csv; return it."""
+    from distill.train import fit
+
+    out_dir = Path(out_dir)
+    arm_objs = [Arm(a) for a in arms]
+    for arm in arm_objs:
+        arm.overrides(cfg)  # validate every arm before any work starts
+    _prepare_teacher_cache(cfg, arm_objs, seeds)
+    rows = []
+    for student in student_names:
+        for arm in arm_objs:
+            for seed in range(seeds):
+                run_dir = out_dir / student / arm.name / f"seed{seed}"
+                results_file = run_dir / "results.json"
+                if results_file.is_file():
+                    results = json.loads(results_file.read_text())
+                    print(f"compare: {student} {arm.name} seed {seed}: done, skipped")
+                else:
+                    if run_dir.exists():
+                        print(f"compare: {run_dir} holds an unfinished run: redoing it")
+                        shutil.rmtree(run_dir)
+                    run_cfg = apply_overrides(
+                        cfg,
+                        [
+                            f"student.name={student}",
+                            f"trainer.seed={seed}",
+                            f"name={cfg.name}-{student}-{arm.name}-s{seed}",
+                            *arm.overrides(cfg),
+                        ],
+                    )
+                    print(f"compare: {student} {arm.name} seed {seed}: training")
+                    results = fit(run_cfg, run_dir=run_dir)
+                rows.append(result_row(student, arm, seed, results))
+    csv_path = out_dir / "results.csv"
+    write_rows(csv_path, rows)
+    return csv_path
+
+
+def _prepare_teacher_cache(cfg: DictConfig, arms: list[Arm], seeds: int) -> None:
+    needs_teacher = any(
+        t in ("logit", "temporal", "hint", "at", "shuffled") for a in arms for t in a.tokens
+    )
+    if not needs_teacher or cfg.teacher.kind == "none" or not cfg.teacher.cache:
+        return
+    from distill.data import build_datamodule
+    from distill.teacher_setup import build_cache, check_class_names, load_teacher_for
+
+    teacher = load_teacher_for(cfg)
+    datamodule = build_datamodule(cfg.data)
+    check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
+    build_cache(cfg, teacher, datamodule)
+
+
+def result_row(student: str, arm: Arm, seed: int, results: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row from a run's results.json."""
+    test = results["test"]
+    metric = results["monitor"].split("/", 1)[1]
+    return {
+        "student": student,
+        "arm": arm.name,
+        "group": "control" if arm.is_control else "method",
+        "seed": seed,
+        "metric": metric,
+        "test_score": test.get(f"test/{metric}"),
+        "best_val": results.get("best_val"),
+        "params": results.get("params"),
+        "macs": results.get("macs"),
+        "student_attention_in_span": test.get("test/student_attention_in_span"),
+        "student_attention_entropy": test.get("test/student_attention_entropy"),
+        "epochs": results.get("epochs"),
+        "wall_seconds": results.get("wall_seconds"),
+        "run_dir": results.get("run_dir"),
+    }
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write results.csv atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a results.csv."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation of the test score per (student, arm), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["student"], row["arm"]), []).append(row)
+    summary = []
+    for (student, arm), items in groups.items():
+        scores = [float(r["test_score"]) for r in items]
+        in_span = [
+            float(r["student_attention_in_span"])
+            for r in items
+            if r.get("student_attention_in_span") not in (None, "")
+        ]
+        summary.append({
+            "student": student,
+            "arm": arm,
+            "group": items[0]["group"],
+            "metric": items[0]["metric"],
+            "n": len(scores),
+            "mean": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "in_span": statistics.fmean(in_span) if in_span else None,
+        })  # fmt: skip
+    return summary
+
+
+def markdown_table(summary: list[dict[str, Any]]) -> str:
+    """Mean +- std per student and arm (percent), methods first, controls after."""
+    lines = [
+        "| student | loss | group | test score (%) | seeds | student attention in span |",
+        "|---|---|---|---|---|---|",
+    ]
+    ordered = sorted(summary, key=lambda s: (s["group"] != "method",))
+    for s in ordered:
+        in_span = "" if s["in_span"] is None else f"{100 * s['in_span']:.1f}%"
+        lines.append(
+            f"| {s['student']} | {s['arm']} | {s['group']} | "
+            f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} | {s['n']} | {in_span} |"
+        )
+    return "\n".join(lines) + "\n"

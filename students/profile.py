@@ -1,0 +1,34 @@
+"""Model size and compute: trainable parameters and multiply-accumulates per forward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one eval-mode forward pass on zeros of `input_shape`.
+
+    Counted by torch's FlopCounterMode (matmuls and convolutions; MACs = FLOPs / 2).
+    """
+    if any(int(d) < 1 for d in input_shape):
+        raise ValueError(f"input_shape must be positive sizes, got {tuple(input_shape)}")
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(torch.zeros(tuple(int(d) for d in input_shape), device=device))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops()) // 2

@@ -1,0 +1,131 @@
+"""Name -> factory registry of the built-in students, plus creation of custom ones by path."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+StudentFactory = Callable[..., nn.Module]
+
+
+class UnknownStudentError(ValueError):
+    """A student name that is neither registered nor an importable dotted path."""
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """What the framework needs to know about a student besides its code.
+
+    default_tap: dotted submodule name whose output carries time (None: the recipe must say).
+    tap_layout: axes of the tapped tensor, e.g. "BCFT", "BTC" (tuples: element 0 is read).
+    attention_tap: submodule emitting the student's own attention (B, heads, T'), or None.
+    paper_input: (F, T) of the input used in the model's paper, or None when there is none.
+    """
+
+    name: str
+    factory: StudentFactory
+    default_tap: str | None = None
+    tap_layout: str | None = None
+    attention_tap: str | None = None
+    paper_input: tuple[int, int] | None = None
+    aliases: tuple[str, ...] = field(default=())
+
+
+_REGISTRY: dict[str, StudentSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_student(
+    name: str,
+    *,
+    default_tap: str,
+    tap_layout: str,
+    attention_tap: str | None = None,
+    paper_input: tuple[int, int] | None = None,
+    aliases: tuple[str, ...] = (),
+) -> Callable[[StudentFactory], StudentFactory]:
+    """Decorator registering `factory(num_classes=..., n_features=..., **kwargs)` under `name`."""
+
+    def decorate(factory: StudentFactory) -> StudentFactory:
+        for key in (name, *aliases):
+            if key in _REGISTRY or key in _ALIASES:
+                raise ValueError(f"student name {key!r} is already registered")
+        _REGISTRY[name] = StudentSpec(
+            name=name,
+            factory=factory,
+            default_tap=default_tap,
+            tap_layout=tap_layout,
+            attention_tap=attention_tap,
+            paper_input=paper_input,
+            aliases=tuple(aliases),
+        )
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return factory
+
+    return decorate
+
+
+def available() -> list[str]:
+    """Sorted canonical names of the registered students (aliases not included)."""
+    return sorted(_REGISTRY)
+
+
+def _canonical(name: str) -> str | None:
+    if name in _REGISTRY:
+        return name
+    return _ALIASES.get(name)
+
+
+def _unknown(name: str, detail: str = "") -> UnknownStudentError:
+    names = sorted([*_REGISTRY, *_ALIASES])
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return UnknownStudentError(
+        f"unknown student {name!r}{detail}.{hint} Available students: {', '.join(available())}; "
+        "or give an importable dotted path such as 'my_pkg.models.MyNet'."
+    )
+
+
+def _import_path(path: str) -> StudentFactory:
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise _unknown(path)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise _unknown(
+            path, f" (not registered, and importing module {module_name!r} failed: {err})"
+        ) from err
+    if not hasattr(module, attr):
+        raise _unknown(path, f" (module {module_name!r} has no attribute {attr!r})")
+    factory = getattr(module, attr)
+    if not callable(factory):
+        raise UnknownStudentError(f"student {path!r} is not callable (got {type(factory)})")
+    return factory
+
+
+def spec(name: str) -> StudentSpec:
+    """Metadata of a registered student, or blank metadata (all None) for a dotted path."""
+    canonical = _canonical(name)
+    if canonical is not None:
+        return _REGISTRY[canonical]
+    if "." not in name:
+        raise _unknown(name)
+    return StudentSpec(name=name, factory=_import_path(name))
+
+
+def create(name: str, num_classes: int, n_features: int = 40, **kwargs: object) -> nn.Module:
+    """Build student `name` (registered name, alias or dotted import path)."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if not isinstance(n_features, int) or n_features < 1:
+        raise ValueError(f"n_features must be a positive int, got {n_features!r}")
+    model = spec(name).factory(num_classes=num_classes, n_features=n_features, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"student {name!r} returned {type(model).__name__}, not an nn.Module")
+    return model

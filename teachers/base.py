@@ -1,0 +1,138 @@
+"""The teacher interface: waveform in, logits and temporal attention (by rollout) out."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from teachers.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, query_row
+
+
+@dataclass
+class TeacherOutput:
+    """What a teacher gives the distillation losses for one batch.
+
+    logits: (B, K). attention: (B, T_t), a distribution over time positions (rows sum to 1).
+    spans: (T_t, 2), start and end seconds of each time position. hidden: (B, T_t, D) last
+    hidden states at the same time positions (mean over frequency patches), or None.
+    """
+
+    logits: torch.Tensor
+    attention: torch.Tensor
+    spans: torch.Tensor
+    hidden: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.logits.dim() != 2 or self.attention.dim() != 2:
+            raise ValueError(
+                f"TeacherOutput needs logits (B, K) and attention (B, T_t), got "
+                f"{tuple(self.logits.shape)} and {tuple(self.attention.shape)}"
+            )
+        if self.spans.shape != (self.attention.shape[1], 2):
+            raise ValueError(
+                f"TeacherOutput spans must be ({self.attention.shape[1]}, 2), got "
+                f"{tuple(self.spans.shape)}"
+            )
+        if self.hidden is not None and self.hidden.shape[:2] != self.attention.shape:
+            raise ValueError(
+                f"TeacherOutput hidden must be (B, T_t, D) with (B, T_t) = "
+                f"{tuple(self.attention.shape)}, got {tuple(self.hidden.shape)}"
+            )
+
+
+class Teacher(nn.Module, abc.ABC):
+    """An attention teacher: `forward(waveform (B, N) at sample_rate) -> TeacherOutput`.
+
+    Rollout options (head_fusion, layers, query, residual) are fixed at construction and may be
+    changed later through the attributes of the same names.
+    """
+
+    #: query row used when the caller passes query=None (first frame or CLS token).
+    default_query: str = "cls"
+
+    def __init__(
+        self,
+        head_fusion: str = "mean",
+        layers: Sequence[int] | None = None,
+        query: str | None = None,
+        residual: float = 0.5,
+    ) -> None:
+        super().__init__()
+        query = self.default_query if query is None else query
+        if head_fusion not in HEAD_FUSIONS:
+            raise ValueError(
+                f"teacher head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}"
+            )
+        if query not in QUERIES:
+            raise ValueError(f"teacher rollout query must be one of {QUERIES}, got {query!r}")
+        self.head_fusion = head_fusion
+        self.layers = None if layers is None else list(layers)
+        self.query = query
+        self.residual = float(residual)
+
+    # -- what every teacher declares ---------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> int:
+        """Sample rate (Hz) the waveform must have."""
+
+    @property
+    @abc.abstractmethod
+    def class_names(self) -> list[str]:
+        """Names of the K output classes, in logit order."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @abc.abstractmethod
+    def forward(self, waveform: torch.Tensor) -> TeacherOutput:
+        """Logits, temporal attention and hidden states for a (B, N) waveform batch."""
+
+    def classify(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) only; teachers with a faster path without attention weights override."""
+        return self.forward(waveform).logits
+
+    @abc.abstractmethod
+    def save_pretrained(self, directory: str) -> None:
+        """Write the teacher so that `teachers.load_teacher(directory)` rebuilds it."""
+
+    # -- shared helpers ----------------------------------------------------------------------
+    def freeze(self) -> Teacher:
+        """Eval mode and no gradients for any parameter; returns self."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def rollout_options(self) -> dict:
+        return {
+            "head_fusion": self.head_fusion,
+            "layers": self.layers,
+            "query": self.query,
+            "residual": self.residual,
+        }
+
+    def rollout_row(self, attentions: Sequence[torch.Tensor], cls_index: int = 0) -> torch.Tensor:
+        """Rollout of per-layer attentions reduced to the configured query row (B, N)."""
+        r = attention_rollout(
+            attentions, head_fusion=self.head_fusion, residual=self.residual, layers=self.layers
+        )
+        return query_row(r, self.query, cls_index=cls_index)
+
+    def check_waveform(self, waveform: torch.Tensor) -> None:
+        """Raise unless the input is a floating (B, N) batch."""
+        if not isinstance(waveform, torch.Tensor) or waveform.dim() != 2:
+            shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else waveform
+            raise ValueError(
+                f"{type(self).__name__} expects a (batch, samples) waveform tensor at "
+                f"{self.sample_rate} Hz, got {shape}"
+            )
+        if not waveform.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__} expects a floating waveform, got dtype {waveform.dtype}"
+            )
