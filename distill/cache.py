@@ -144,16 +144,65 @@ class TeacherCache:
             hidden=hidden,
         )
 
+    def shard_paths(self, split: str, rank: int, world: int) -> tuple[Path, Path]:
+        """(records file, index file) of one rank's shard of a split."""
+        stem = f"{split}.shard{rank}of{world}"
+        return self.directory / f"{stem}.npy", self.directory / f"{stem}.json"
+
+    def merge(self, split: str, world: int) -> Path:
+        """Concatenate the `world` shards of a split (rank order) into the split's cache."""
+        shards = [self.shard_paths(split, r, world) for r in range(world)]
+        missing = [str(idx) for _, idx in shards if not idx.is_file()]
+        if missing:
+            raise FileNotFoundError(f"teacher cache shards missing: {', '.join(missing)}")
+        indices = [json.loads(idx.read_text()) for _, idx in shards]
+        for index in indices:
+            if index.get("fingerprint") != self.fingerprint:
+                raise StaleCacheError(
+                    f"teacher cache shard of split '{split}' has another "
+                    "fingerprint than this build: rebuild all shards"
+                )
+        total = sum(len(index["clip_ids"]) for index in indices)
+
+        def batches():
+            for (records_path, _), index in zip(shards, indices):
+                records = np.load(records_path, mmap_mode="r")
+                hidden = records["hidden"] if "hidden" in records.dtype.names else None
+                for start in range(0, len(records), 1024):
+                    stop = start + 1024
+                    yield (
+                        index["clip_ids"][start:stop],
+                        CachedTeacherOutput(
+                            torch.from_numpy(np.array(records["logits"][start:stop])),
+                            torch.from_numpy(np.array(records["attention"][start:stop])),
+                            None
+                            if hidden is None
+                            else torch.from_numpy(np.array(hidden[start:stop])),
+                        ),
+                    )
+
+        with_hidden = indices[0].get("with_hidden", False)
+        out = self.write(split, batches(), total, with_hidden=with_hidden)
+        for records_path, index_path in shards:
+            index_path.unlink()
+            records_path.unlink()
+        return out
+
     def write(
         self,
         split: str,
         batches: Iterable[tuple[list[str], object]],
         total: int,
         with_hidden: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> Path:
-        """Write teacher outputs `(clip_ids, TeacherOutput)` for `total` clips atomically."""
+        """Write teacher outputs `(clip_ids, TeacherOutput)` for `total` clips atomically; with
+        `shard=(rank, world)` write that rank's shard, to be combined by `merge`."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        records_path, index_path = self.paths(split)
+        if shard is None:
+            records_path, index_path = self.paths(split)
+        else:
+            records_path, index_path = self.shard_paths(split, *shard)
         tmp_records = records_path.with_name(f".{records_path.name}.{os.getpid()}.tmp")
         index_path.unlink(missing_ok=True)  # the old split stops looking complete right away
         clip_ids: list[str] = []
@@ -185,7 +234,12 @@ class TeacherCache:
             array.flush()
             del array
             os.replace(tmp_records, records_path)
-            index = {"clip_ids": clip_ids, "fingerprint": self.fingerprint, "complete": True}
+            index = {
+                "clip_ids": clip_ids,
+                "fingerprint": self.fingerprint,
+                "complete": True,
+                "with_hidden": with_hidden,
+            }
             tmp_index = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
             tmp_index.write_text(json.dumps(index))
             os.replace(tmp_index, index_path)

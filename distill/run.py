@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from distill.config import to_yaml
 
+RUN_DIR_ENV = "DISTILL_RUN_DIR"
+
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (all ranks, dataloader workers); optionally deterministic."""
@@ -25,6 +27,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 def make_run_dir(cfg: DictConfig, run_dir: str | Path | None = None) -> Path:
     """Create the run directory (default `<run_dir>/<name>/<timestamp>`) holding config.yaml."""
+    if run_dir is None and os.environ.get("LOCAL_RANK", "0") != "0":
+        run_dir = os.environ.get(RUN_DIR_ENV)  # a DDP child joins the run its rank 0 created
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(cfg.run_dir) / cfg.name / stamp
@@ -34,6 +38,7 @@ def make_run_dir(cfg: DictConfig, run_dir: str | Path | None = None) -> Path:
             suffix += 1
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
 
@@ -117,6 +122,7 @@ def build_trainer(
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
+        use_distributed_sampler=False,  # the datamodule's EpochSampler shards by rank itself
         default_root_dir=str(run_dir),
         logger=build_loggers(cfg, run_dir),
         callbacks=callbacks or [],

@@ -96,27 +96,37 @@ class TeacherModule(pl.LightningModule):
 
 
 def new_teacher(cfg: DictConfig, class_names: list[str]) -> Any:
-    """A fresh (or hub/local-initialised) teacher for the data's classes."""
+    """The teacher to train: fresh, or initialised from `teacher.kwargs.init_from` (a saved
+    teacher of this project, e.g. one pretrained on clean 1 s keywords, or for kind=hf a local
+    Hugging Face model directory / cached hub id)."""
     import teachers
 
     options = OmegaConf.to_container(cfg.teacher.kwargs, resolve=True) if cfg.teacher.kwargs else {}
-    if cfg.teacher.kind == "inhouse":
-        frontend = OmegaConf.to_container(cfg.frontend, resolve=True)
-        options.setdefault("frontend", frontend)
-        return teachers.create("inhouse", class_names=list(class_names), **options)
-    if cfg.teacher.kind == "timm":
-        return teachers.create("timm", class_names=list(class_names), **options)
+    source = options.pop("init_from", None)
     if cfg.teacher.kind == "hf":
-        source = options.pop("init_from", None)
         if source is None:
             raise ValueError(
                 "teacher.kind=hf: give teacher.kwargs.init_from (a local HF model directory or "
                 "cached hub id) to fine-tune; teacher.path is where the result is saved"
             )
-        return teachers.create("hf", path=source, class_names=list(class_names), **options)
-    raise ValueError(
-        f"distill teach needs teacher.kind inhouse, timm or hf, given {cfg.teacher.kind!r}"
-    )
+        return teachers.create("hf", path=source, class_names=list(class_names), **options).train()
+    if cfg.teacher.kind not in ("inhouse", "timm"):
+        raise ValueError(
+            f"distill teach needs teacher.kind inhouse, timm or hf, given {cfg.teacher.kind!r}"
+        )
+    if source is not None:
+        teacher = teachers.load_teacher(source)
+        if teacher.class_names != list(class_names):
+            raise ValueError(
+                f"teacher.kwargs.init_from {source} has classes {teacher.class_names}, the data "
+                f"has {list(class_names)}"
+            )
+        for p in teacher.parameters():
+            p.requires_grad_(True)
+        return teacher.train()
+    if cfg.teacher.kind == "inhouse":
+        options.setdefault("frontend", OmegaConf.to_container(cfg.frontend, resolve=True))
+    return teachers.create(cfg.teacher.kind, class_names=list(class_names), **options)
 
 
 def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:

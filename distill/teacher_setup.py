@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from distill.cache import TeacherCache, sha256_of_files, sha256_of_json, sha256_of_tensors
+from distill.data.base import collate
 
 DATA_FILES = (
     "dataset.json",
@@ -116,6 +119,27 @@ def attach_teacher(module: Any, cfg: DictConfig, teacher: Any, datamodule: Any) 
     module.set_teacher_source(cache)
 
 
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size): from an initialised process group, or torchrun's environment (then
+    the group is initialised here: gloo on CPU, nccl on CUDA); (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def build_cache(
     cfg: DictConfig,
     teacher: Any,
@@ -123,29 +147,57 @@ def build_cache(
     rebuild: bool = False,
     splits: tuple[str, ...] = ("train", "val", "test"),
 ) -> TeacherCache:
-    """Run the teacher once over every clip (every training variant) and write the cache."""
+    """Run the teacher once over every clip (every training variant) and write the cache.
+
+    Under torchrun / an initialised process group each rank computes a shard of the clips and
+    rank 0 merges them.
+    """
+    rank, world = distributed_rank()
     cache = TeacherCache(cache_dir(cfg), fingerprint(cfg, teacher))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    else:
+        device = torch.device("cpu")
     teacher.to(device)
     for split in splits:
         if not rebuild and cache.has(split):
-            print(f"teacher cache {split}: up to date in {cache.directory}")
+            if rank == 0:
+                print(f"teacher cache {split}: up to date in {cache.directory}")
             continue
         passes = _variant_epochs(cfg, datamodule, split)
-        total = sum(len(datamodule.dataset(split)) for _ in passes)
-        bar = tqdm(total=total, desc=f"teacher cache {split}", unit="clip")
+        size = len(datamodule.dataset(split))
+        order = [(e if e is not None else 0, i) for e in passes for i in range(size)]
+        mine = order[rank::world]
+        bar = tqdm(
+            total=len(mine),
+            desc=f"teacher cache {split} [{rank}/{world}]",
+            unit="clip",
+            disable=rank != 0,
+        )
+        loader = DataLoader(
+            datamodule.dataset(split),
+            batch_size=cfg.data.batch_size,
+            sampler=mine,
+            collate_fn=collate,
+            num_workers=cfg.data.num_workers,
+        )
 
-        def batches(passes=passes, split=split, bar=bar):
-            for epoch in passes:
-                if epoch is not None:
-                    datamodule.set_epoch(epoch)
-                for batch in datamodule.dataloader(split, shuffle=False):
-                    with torch.no_grad():
-                        out = teacher(batch["waveform"].to(device))
-                    bar.update(len(batch["clip_id"]))
-                    yield list(batch["clip_id"]), out
+        def batches(loader=loader, bar=bar):
+            for batch in loader:
+                with torch.no_grad():
+                    out = teacher(batch["waveform"].to(device))
+                bar.update(len(batch["clip_id"]))
+                yield list(batch["clip_id"]), out
 
-        cache.write(split, batches(), total=total, with_hidden=cfg.losses.hint.weight > 0)
+        hidden = cfg.losses.hint.weight > 0
+        if world == 1:
+            cache.write(split, batches(), total=len(mine), with_hidden=hidden)
+        else:
+            cache.write(split, batches(), total=len(mine), with_hidden=hidden, shard=(rank, world))
+            _barrier(world)
+            if rank == 0:
+                cache.merge(split, world)
+            _barrier(world)
         bar.close()
     return cache
 

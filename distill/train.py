@@ -87,11 +87,15 @@ def fit(
     from distill.data import build_datamodule
 
     start = time.time()
+    if cfg.trainer.max_epochs < 1:
+        raise ValueError(f"trainer.max_epochs must be >= 1, given {cfg.trainer.max_epochs}")
     if resume and run_dir is None:
         raise ValueError("--resume needs the run directory to continue (distill fit ... --run-dir)")
     run_dir = make_run_dir(cfg, run_dir)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     datamodule = build_datamodule(cfg.data)
+    if cfg.losses.temporal_kd.weight > 0 and cfg.losses.temporal_kd.target == "span":
+        require_spans(datamodule.dataset("train"), cfg.data.root)
     teacher = load_teacher_for(cfg)
     if teacher is not None:
         check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
@@ -115,6 +119,8 @@ def fit(
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     best = ckpt.best_model_path or str(last)
     test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    if not trainer.is_global_zero:
+        return {"rank": trainer.global_rank, "test": {k: float(v) for k, v in test.items()}}
     best_module = DistillModule.load_from_checkpoint(best, map_location="cpu", weights_only=False)
     if isinstance(module.teacher_source, torch.nn.Module):
         module.teacher_source.cpu()
@@ -144,6 +150,15 @@ def fit(
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(run_dir / "results.json")
     return results
+
+
+def require_spans(dataset: Any, root: str) -> None:
+    """Refuse the `span` control on data whose manifest gives no keyword/event spans."""
+    if not any(entry.events for entry in dataset.entries):
+        raise ValueError(
+            f"losses.temporal_kd.target=span needs ground-truth spans, but the data in {root} has "
+            "none (no manifest onsets/offsets, e.g. FSD50K without events_manifest.csv)"
+        )
 
 
 def teacher_hidden_dim(teacher: Any) -> int:

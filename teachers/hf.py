@@ -102,12 +102,15 @@ class HFTeacher(Teacher):
         path: str | Path,
         feature_extractor: dict | None = None,
         local_files_only: bool = True,
+        class_names: list[str] | None = None,
         **options,
     ) -> HFTeacher:
         """Load from a local directory or a hub id already in the local cache.
 
         Options (pooling, head_fusion, layers, query, residual) default to the directory's
         `teacher.json` when present. `feature_extractor` overrides `preprocessor_config.json`.
+        `class_names` different from the checkpoint's labels gives a new, randomly initialised
+        classification head for those classes (to fine-tune with `distill teach`).
         """
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -116,9 +119,17 @@ class HFTeacher(Teacher):
             if not Path(path).exists()
             else "check that it holds config.json and the weights of an audio classifier"
         )
+        labels: dict = {}
+        if class_names is not None:
+            labels = {
+                "num_labels": len(class_names),
+                "id2label": dict(enumerate(class_names)),
+                "label2id": {name: i for i, name in enumerate(class_names)},
+                "ignore_mismatched_sizes": True,
+            }
         try:
             model = AutoModelForAudioClassification.from_pretrained(
-                str(path), attn_implementation="eager", local_files_only=local_files_only
+                str(path), attn_implementation="eager", local_files_only=local_files_only, **labels
             )
         except (OSError, ValueError) as err:
             raise OSError(f"hf teacher: cannot load model {str(path)!r}: {hint}. ({err})") from err

@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from distill.compare import markdown_table, parse_list, read_rows, run_grid, summarise
+    from distill.compare import parse_list, run_grid
     from distill.config import load_recipe
+    from distill.report import write_report
 
     cfg = load_recipe(args.recipe, args.overrides)
     out = Path(args.out or Path(cfg.run_dir) / "compare" / cfg.name)
@@ -19,22 +20,11 @@ def _compare(args: argparse.Namespace) -> int:
         args.seeds,
         out,
     )
-    table = markdown_table(summarise(read_rows(csv_path)))
-    (out / "summary.md").write_text(table)
-    report = _report(cfg, out, csv_path)
-    print(table)
+    report = write_report(cfg, out, csv_path)
+    print((out / "summary.md").read_text())
     print(f"results: {csv_path}")
-    if report is not None:
-        print(f"report: {report}")
+    print(f"report:  {report}")
     return 0
-
-
-def _report(cfg, out: Path, csv_path: Path) -> Path | None:
-    try:
-        from distill.report import write_report
-    except ImportError:
-        return None
-    return write_report(cfg, out, csv_path)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -29,9 +29,13 @@ class TemporalAttentionHead(nn.Module):
         return torch.softmax(self.logits(features), dim=-1)
 
 
-def span_target(spans: Tensor, steps: int, clip_seconds: float) -> Tensor:
+def span_target(spans: Tensor, steps: int, clip_seconds: float) -> tuple[Tensor, Tensor]:
     """A box over the ground-truth spans (B, S, 2 seconds; NaN-padded) on `steps` equal time bins,
-    each bin weighted by its overlap with the spans, normalised to a distribution (B, steps)."""
+    each bin weighted by its overlap with the spans, normalised to a distribution (B, steps).
+
+    Returns (target, has_span): clips without a span inside the clip (e.g. `_silence_`) get an
+    all-zero row and has_span False; the loss leaves them out.
+    """
     edges = torch.linspace(0, clip_seconds, steps + 1, device=spans.device, dtype=spans.dtype)
     lo, hi = edges[:-1], edges[1:]
     onset = spans[..., 0:1]
@@ -39,14 +43,8 @@ def span_target(spans: Tensor, steps: int, clip_seconds: float) -> Tensor:
     overlap = (torch.minimum(hi, offset) - torch.maximum(lo, onset)).clamp_min(0)  # (B, S, steps)
     mass = torch.nan_to_num(overlap, nan=0.0).sum(dim=1)
     total = mass.sum(dim=1, keepdim=True)
-    if bool((total <= 0).any()):
-        bad = int((total <= 0).sum())
-        raise ValueError(
-            f"temporal_kd target 'span' needs a keyword/event span inside the clip for every clip; "
-            f"{bad} clip(s) in this batch have none (e.g. the _silence_ class or data without "
-            "spans in its manifest)"
-        )
-    return mass / total
+    has_span = total.squeeze(1) > 0
+    return mass / total.clamp_min(1e-12), has_span
 
 
 class TemporalAttentionKD(nn.Module):
@@ -103,7 +101,7 @@ class TemporalAttentionKD(nn.Module):
             spans = require(inputs.spans, "ground-truth spans", "temporal_kd target 'span'")
             if inputs.clip_seconds is None:
                 raise ValueError("temporal_kd target 'span' needs the clip length in seconds")
-            return span_target(spans.float(), steps, inputs.clip_seconds)
+            return span_target(spans.float(), steps, inputs.clip_seconds)[0]
         teacher = require(
             inputs.teacher_attention, "the teacher's temporal attention", "temporal_kd"
         )
@@ -115,6 +113,11 @@ class TemporalAttentionKD(nn.Module):
     def forward(self, inputs: LossInputs) -> Tensor:
         a_s = self.student_distribution(inputs)
         target = self.target(inputs, a_s.shape[1])
+        if self.target_kind == "span":  # clips without a span (silence) take no part
+            has_span = span_target(inputs.spans.float(), 1, inputs.clip_seconds)[1]
+            if not bool(has_span.any()):
+                return a_s.sum() * 0.0
+            a_s, target = a_s[has_span], target[has_span]
         return (
             kl_divergence(target, a_s)
             if self.direction == "forward"

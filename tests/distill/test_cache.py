@@ -83,3 +83,25 @@ def test_weight_hash_changes_with_weights() -> None:
     with torch.no_grad():
         lin.weight[0, 0] += 1
     assert sha256_of_tensors(lin.state_dict()) != before
+
+
+def test_shards_merge_into_one_split(tmp_path: Path) -> None:
+    ids = [f"clip{i}" for i in range(7)]
+    cache = TeacherCache(tmp_path, FP)
+    mine = {0: ids[0::2], 1: ids[1::2]}
+    for rank in (0, 1):
+        cache.write("train", batches(mine[rank]), total=len(mine[rank]), shard=(rank, 2))
+    assert not cache.has("train")  # shards alone are not a complete split
+    cache.merge("train", 2)
+    assert cache.has("train")
+    assert not list(tmp_path.glob("*shard*"))
+    got = TeacherCache(tmp_path, FP).lookup("train", ["clip1", "clip6"])
+    # clip1 is rank 1's first record (0); clip6 is row 1 of rank 0's second chunk (3 + 200)
+    assert got.logits[:, 0].tolist() == [0.0, 203.0]
+
+
+def test_merge_refuses_missing_shard(tmp_path: Path) -> None:
+    cache = TeacherCache(tmp_path, FP)
+    cache.write("val", batches(["a"]), total=1, shard=(0, 2))
+    with pytest.raises(FileNotFoundError, match="shards missing: .*val.shard1of2.json"):
+        cache.merge("val", 2)

@@ -98,3 +98,24 @@ def test_cache_needs_fixed_training_audio(trained: dict) -> None:
     cfg.data.train_variants = 0
     with pytest.raises(ValueError, match="set data.train_variants=K"):
         build_cache(cfg, load_teacher_for(cfg), build_datamodule(cfg.data), splits=("train",))
+
+
+def test_span_control_refuses_data_without_spans(tmp_path: Path) -> None:
+    from tests.data.fakes import make_fsd50k
+
+    root = tmp_path / "fsd"
+    vocab = ["Bark", "Music"]
+    make_fsd50k(
+        root,
+        vocab,
+        [("1", ["Bark"], "train", 1.0), ("2", ["Music"], "val", 1.0)],
+        [("3", ["Bark", "Music"], 1.0)],
+        sr=16000,
+    )
+    cfg = tiny_recipe(root, tmp_path, temporal_kd=0.25)
+    cfg.data.name, cfg.data.task, cfg.data.classes = "fsd50k", "multi_label", "all"
+    cfg.data.train_variants = 0
+    cfg.teacher.kind = "none"
+    cfg.losses.temporal_kd.target = "span"
+    with pytest.raises(ValueError, match="target=span needs ground-truth spans, but the data in"):
+        fit(cfg)

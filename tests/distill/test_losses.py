@@ -129,10 +129,29 @@ def test_control_targets() -> None:
 def test_span_target_box_on_student_bins() -> None:
     nan = float("nan")
     spans = torch.tensor([[[0.5, 1.0], [nan, nan]], [[0.25, 0.75], [nan, nan]]])
-    target = span_target(spans, steps=4, clip_seconds=2.0)  # bins of 0.5 s
+    target, has_span = span_target(spans, steps=4, clip_seconds=2.0)  # bins of 0.5 s
     assert target.tolist() == [[0.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]]
-    with pytest.raises(ValueError, match="1 clip\\(s\\) in this batch have none"):
-        span_target(torch.full((1, 1, 2), nan), steps=4, clip_seconds=2.0)
+    assert has_span.tolist() == [True, True]
+    target, has_span = span_target(torch.full((1, 1, 2), nan), steps=4, clip_seconds=2.0)
+    assert has_span.tolist() == [False] and target.sum() == 0
+
+
+def test_span_control_leaves_out_clips_without_a_span() -> None:
+    nan = float("nan")
+    loss = TemporalAttentionKD(channels=3, target="span")
+    torch.nn.init.zeros_(loss.head.query.weight)  # a_S uniform over 2 steps
+    spans = torch.tensor([[[0.0, 1.0]], [[nan, nan]]])  # clip 2 is silence
+    batch = inputs(
+        logits=torch.zeros(2, 2), time_features=torch.randn(2, 2, 3), spans=spans, clip_seconds=2.0
+    )
+    assert loss(batch).item() == pytest.approx(math.log(2.0))  # only clip 1: KL((1,0)||(.5,.5))
+    silent = inputs(
+        logits=torch.zeros(1, 2),
+        time_features=torch.randn(1, 2, 3),
+        spans=torch.full((1, 1, 2), nan),
+        clip_seconds=2.0,
+    )
+    assert loss(silent).item() == 0.0
 
 
 def test_sharpen_with_temperature() -> None:

@@ -82,7 +82,7 @@ def make_speakers(n: int, seed: int) -> list[Speaker]:
     split.update({int(i): "test" for i in order[n_held : 2 * n_held]})
     speakers, seen = [], set()
     for i, v in enumerate(picks):
-        rate, pitch = int(rng.integers(125, 226)), int(rng.integers(15, 86))
+        rate, pitch = int(rng.integers(100, 191)), int(rng.integers(15, 86))
         range_ = int(rng.integers(10, 91))
         key = f"{seed}|{i}|{voices[v]}|{rate}|{pitch}|{range_}"
         sid = hashlib.sha1(key.encode()).hexdigest()[:8]

@@ -1,0 +1,144 @@
+"""`export_run`: float and int8 ONNX of a run's student, checked in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.quant.artifacts import (
+    EXPORT_DIR,
+    export_float,
+    frames_of,
+    load_module,
+    load_qat_student,
+    resolve,
+    run_onnx,
+    run_torch,
+    split_features,
+)
+from distill.quant.int8 import quantize_onnx
+
+MIN_FLOAT_AGREEMENT = 0.995
+
+
+class ParityError(RuntimeError):
+    """The exported model disagrees with PyTorch more than allowed."""
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of rows whose argmax is the same."""
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy (single-label) of logits against integer labels."""
+    if labels.ndim != 1:
+        raise ValueError("int8 accuracy is reported for single-label tasks; got multi-label labels")
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def check_float(path: Path, torch_logits: np.ndarray, onnx_logits: np.ndarray, minimum: float):
+    """Raise ParityError when argmax agreement is below `minimum`; returns the agreement."""
+    agree = agreement(torch_logits, onnx_logits)
+    if agree < minimum:
+        raise ParityError(
+            f"{path}: onnxruntime argmax agrees with PyTorch on {agree:.2%} of the validation "
+            f"clips, below the required {minimum:.2%} (max |logit diff| "
+            f"{np.abs(torch_logits - onnx_logits).max():.3g}); the export is broken"
+        )
+    return agree
+
+
+def export_run(
+    target: str | Path,
+    int8: bool = False,
+    split: str = "val",
+    calib_batches: int = 8,
+    limit_batches: int | None = None,
+    min_agreement: float = MIN_FLOAT_AGREEMENT,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Export the float student (and with int8=True the PTQ int8 student and, after
+    `distill qat`, the QAT float and int8 students) and check them on `split`."""
+    checkpoint, run_dir = resolve(target)
+    module = load_module(checkpoint)
+    out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
+    n_features, frames = module.frontend.n_features, frames_of(module)
+    opset = int(module.cfg.export.opset)
+    feats, labels = split_features(module, split, limit_batches)
+    report: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "clips": len(labels)}
+    models: dict[str, Any] = {"float": module.student}
+    qat = load_qat_student(run_dir)
+    if qat is not None:
+        models["qat_float"] = qat[0]
+    files: dict[str, dict[str, Any]] = {}
+    float_acc = None
+    for name, student in models.items():
+        path = export_float(student, out / f"student_{name}.onnx", n_features, frames, opset)
+        torch_logits = run_torch(student, feats)
+        onnx_logits = run_onnx(path, feats)
+        entry = {
+            "path": str(path),
+            "bytes": path.stat().st_size,
+            "agreement_with_torch": check_float(path, torch_logits, onnx_logits, min_agreement),
+            "max_abs_logit_diff": float(np.abs(torch_logits - onnx_logits).max()),
+        }
+        if module.task == "single_label":
+            entry["accuracy"] = accuracy(onnx_logits, labels)
+            float_acc = entry["accuracy"] if name == "float" else float_acc
+        files[name] = entry
+        if int8:
+            files[_int8_name(name)] = _int8(path, feats[:calib_batches], feats, labels, entry)
+    report["files"] = files
+    if float_acc is not None:
+        for entry in files.values():
+            if "accuracy" in entry:
+                entry["accuracy_change_vs_float"] = entry["accuracy"] - float_acc
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "export.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _int8_name(float_name: str) -> str:
+    return "int8_ptq" if float_name == "float" else "int8_qat"
+
+
+def _int8(float_path: Path, calibration, feats, labels, float_entry: dict) -> dict[str, Any]:
+    name = _int8_name(float_path.stem.removeprefix("student_"))
+    path = float_path.with_name(f"student_{name}.onnx")
+    excluded = quantize_onnx(float_path, path, calibration)
+    float_logits = run_onnx(float_path, feats)
+    logits = run_onnx(path, feats)
+    entry: dict[str, Any] = {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "from": str(float_path),
+        "kept_float": excluded,
+        "agreement_with_float": agreement(float_logits, logits),
+    }
+    if "accuracy" in float_entry:
+        entry["accuracy"] = accuracy(logits, labels)
+    return entry
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable summary of `export_run`'s report."""
+    lines = [f"export of {report['checkpoint']} checked on {report['clips']} {report['split']} clips"]
+    for name, e in report["files"].items():
+        parts = [f"{name:10s} {e['bytes'] / 1024:8.1f} KB"]
+        if "agreement_with_torch" in e:
+            parts.append(f"argmax agreement with torch {e['agreement_with_torch']:.2%}")
+        if "agreement_with_float" in e:
+            parts.append(f"agreement with float ONNX {e['agreement_with_float']:.2%}")
+        if "accuracy" in e:
+            parts.append(f"acc {e['accuracy']:.4f}")
+        if "accuracy_change_vs_float" in e and name != "float":
+            parts.append(f"({100 * e['accuracy_change_vs_float']:+.2f} pts vs float)")
+        lines.append("  " + "  ".join(parts) + f"  -> {e['path']}")
+    return "\n".join(lines)
+
+
+__all__ = ["MIN_FLOAT_AGREEMENT", "ParityError", "agreement", "export_run", "format_report"]

@@ -1,0 +1,85 @@
+"""The deployment int8 path: onnxruntime static quantization (QDQ) of a float student ONNX.
+
+Chosen from measurements (docs/qat_export.md): uint8 per-tensor activations, int8 per-channel
+weights (the same scheme the PT2E X86 fake-quant trains for), `quant_pre_process` first,
+convolutions with one input channel and depthwise convolutions left float (they ran slower
+quantized in onnxruntime on x86). PTQ quantizes the distilled float student; QAT quantizes the
+QAT-fine-tuned float student with the same call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+
+def excluded_convs(model_path: str | Path) -> list[str]:
+    """Names of Conv nodes kept float: one input channel, or depthwise (group > 1)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_path)).graph
+    weights = {init.name: numpy_helper.to_array(init).shape for init in graph.initializer}
+    names = []
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        shape = weights.get(node.input[1])
+        if group > 1 or (shape is not None and shape[1] * group == 1):
+            names.append(node.name)
+    return names
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over (B, F, T) feature batches."""
+
+    def __init__(self, input_name: str, batches: Iterable[np.ndarray]) -> None:
+        self._it = iter([{input_name: np.asarray(b, dtype=np.float32)} for b in batches])
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+
+def quantize_onnx(
+    float_path: str | Path,
+    int8_path: str | Path,
+    calibration: list[np.ndarray],
+    input_name: str = "features",
+) -> list[str]:
+    """Write the int8 QDQ model of `float_path`; returns the names of convs left float."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ValueError("quantize_onnx needs at least one calibration batch")
+    int8_path = Path(int8_path)
+    pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
+    quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=False)
+    excluded = excluded_convs(pre)
+    reader = _Reader(input_name, calibration)
+    CalibrationDataReader.register(_Reader)
+    try:
+        quantize_static(
+            str(pre),
+            str(int8_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+        )
+    finally:
+        pre.unlink(missing_ok=True)
+    return excluded
+
+
+__all__ = ["excluded_convs", "quantize_onnx"]

@@ -1,0 +1,150 @@
+"""`run_qat`: fake-quant fine-tuning of a distilled student with the same distillation losses."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from distill.quant.artifacts import QAT_DIR, QAT_STUDENT, frames_of
+from distill.quant.pt2e import QATStudent, prepare_qat
+
+QAT_STATE = "qat_state.pt"
+
+
+class _KeepBest(pl.Callback):
+    """Keeps (in memory and on disk) the QAT graph's state dict of the best validation epoch.
+
+    The prepared graph does not pickle, so it is checkpointed by state dict (re-prepare the
+    student and `load_state_dict` to resume)."""
+
+    def __init__(self, monitor: str, path: Path) -> None:
+        self.monitor, self.path = monitor, path
+        self.best: float | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise KeyError(f"QAT monitor {self.monitor!r} was not logged during validation")
+        if self.best is None or float(value) > self.best:
+            self.best = float(value)
+            self.state = {k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()}
+            torch.save({"state_dict": self.state, "monitor": self.monitor, "value": self.best},
+                       self.path)
+
+
+def qat_config(cfg: DictConfig) -> DictConfig:
+    """The recipe for the QAT stage: qat.epochs epochs at qat.lr, no warm-up."""
+    if cfg.qat.epochs < 1:
+        raise ValueError(f"qat.epochs must be >= 1, got {cfg.qat.epochs}")
+    return OmegaConf.merge(
+        cfg,
+        {
+            "optim": {"lr": cfg.qat.lr, "warmup_epochs": 0.0},
+            "trainer": {"max_epochs": cfg.qat.epochs},
+        },
+    )
+
+
+def run_qat(
+    checkpoint: str | Path,
+    cfg: DictConfig | None = None,
+    run_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Fine-tune the checkpoint's student with fake-quant (PT2E, X86 scheme) and the recipe's
+    losses, keep the best validation epoch, write `<run_dir>/qat/qat_student.pt` (the float
+    weights, loadable with `distill.train.load_student`) and `qat_results.json`."""
+    from distill.data import build_datamodule
+    from distill.module import DistillModule
+    from distill.run import build_trainer, seed_everything
+    from distill.teacher_setup import attach_teacher, check_class_names, load_teacher_for
+    from distill.train import monitor_of, save_student
+
+    start = time.time()
+    checkpoint = Path(checkpoint)
+    module = DistillModule.load_from_checkpoint(
+        str(checkpoint), map_location="cpu", weights_only=False
+    )
+    cfg = qat_config(cfg if cfg is not None else module.cfg)
+    out_dir = Path(run_dir) / QAT_DIR if run_dir else checkpoint.parent.parent / QAT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    datamodule = build_datamodule(cfg.data)
+    teacher = load_teacher_for(cfg)
+    if teacher is not None:
+        check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
+    has_feature_tap = module._tap is not None
+    has_attention_tap = module._attention_tap is not None
+    taps = _taps(module)
+    module.detach_taps()
+    module.cfg = cfg
+    example = torch.randn(2, module.frontend.n_features, frames_of(module))
+    student = prepare_qat(module.student, taps, example, cfg.qat.weight_bits)
+    module.student = student
+    module._tap = student.taps[0] if has_feature_tap else None
+    module._attention_tap = student.taps[-1] if has_attention_tap else None
+    attach_teacher(module, cfg, teacher, datamodule)
+    monitor = monitor_of(cfg, datamodule.task)
+    keep = _KeepBest(monitor, out_dir / QAT_STATE)
+    trainer = build_trainer(cfg, out_dir, callbacks=[keep], enable_checkpointing=False)
+    trainer.fit(module, datamodule=datamodule)
+    if keep.state is None:
+        raise RuntimeError("QAT ran no validation epoch: set trainer.limit_val_batches > 0")
+    student.load_state_dict(keep.state)
+    plain = module_with_student(module, student)
+    save_student(plain, out_dir / QAT_STUDENT)
+    results = {
+        "checkpoint": str(checkpoint),
+        "monitor": monitor,
+        "best_val": keep.best,
+        "epochs": cfg.qat.epochs,
+        "weight_bits": cfg.qat.weight_bits,
+        "fake_quant_modules": student.fake_quant_count(),
+        "qat_student": str(out_dir / QAT_STUDENT),
+        "wall_seconds": round(time.time() - start, 1),
+    }
+    (out_dir / "qat_results.json").write_text(json.dumps(results, indent=2))
+    results["qat_module"] = student
+    return results
+
+
+def _taps(module: Any) -> list[tuple[str, str]]:
+    """(submodule, layout) of every tap the module's losses read, feature tap first."""
+    taps = []
+    if module._tap is not None:
+        taps.append((module._tap.module_name, module._tap.layout))
+    if module._attention_tap is not None:
+        taps.append((module._attention_tap.module_name, module._attention_tap.layout))
+    return taps
+
+
+def module_with_student(module: Any, qat: QATStudent) -> Any:
+    """A DistillModule-like view whose `student` is the plain student with the QAT weights."""
+    from distill.module import build_student
+
+    plain = build_student(module.cfg.student, len(module.class_names), module.frontend.n_features)
+    plain.load_state_dict(qat.student_state_dict())
+
+    class _View:
+        cfg = module.cfg
+        class_names = module.class_names
+        frontend = module.frontend
+        clip_seconds = module.clip_seconds
+        student = plain
+
+        @staticmethod
+        def student_state_dict() -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu().clone() for k, v in plain.state_dict().items()}
+
+    return _View()
+
+
+__all__ = ["qat_config", "run_qat"]
