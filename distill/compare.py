@@ -31,7 +31,8 @@ ARM_TOKENS: dict[str, tuple[str | None, str | None]] = {
 CONTROL_TOKENS = ("span", "shuffled", "uniform")
 RESULT_COLUMNS = [
     "student", "arm", "group", "seed", "metric", "test_score", "best_val", "params", "macs",
-    "student_attention_in_span", "student_attention_entropy", "epochs", "wall_seconds", "run_dir",
+    "student_attention_in_span", "student_attention_entropy", "target_attention_in_span",
+    "target_attention_entropy", "latency_ms_b1", "epochs", "wall_seconds", "run_dir",
 ]  # fmt: skip
 
 
@@ -120,9 +121,32 @@ def run_grid(
                     print(f"compare: {student} {arm.name} seed {seed}: training")
                     results = fit(run_cfg, run_dir=run_dir)
                 rows.append(result_row(student, arm, seed, results))
+    latency = {
+        s: student_latency(Path(r["run_dir"]) / "student.pt")
+        for s, r in {row["student"]: row for row in rows}.items()
+    }
+    for row in rows:
+        row["latency_ms_b1"] = latency[row["student"]]
     csv_path = out_dir / "results.csv"
     write_rows(csv_path, rows)
     return csv_path
+
+
+def student_latency(student_file: Path, runs: int = 100) -> float:
+    """Median batch-1 latency (ms, onnxruntime, 1 thread) of a saved float student."""
+    import tempfile
+
+    from distill.data.frontend import Frontend
+    from distill.quant import onnx_latency
+    from distill.quant.artifacts import export_float
+    from distill.train import load_student
+
+    model, info = load_student(student_file)
+    frontend = Frontend(**info["frontend"])
+    frames = frontend.num_frames(int(round(info["clip_seconds"] * frontend.sample_rate)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_float(model, Path(tmp) / "student.onnx", info["n_features"], frames, 17)
+        return onnx_latency(path, (1, info["n_features"], frames), batch=1, runs=runs)
 
 
 def _prepare_teacher_cache(cfg: DictConfig, arms: list[Arm], seeds: int) -> None:
@@ -156,6 +180,8 @@ def result_row(student: str, arm: Arm, seed: int, results: dict[str, Any]) -> di
         "macs": results.get("macs"),
         "student_attention_in_span": test.get("test/student_attention_in_span"),
         "student_attention_entropy": test.get("test/student_attention_entropy"),
+        "target_attention_in_span": test.get("test/target_attention_in_span"),
+        "target_attention_entropy": test.get("test/target_attention_entropy"),
         "epochs": results.get("epochs"),
         "wall_seconds": results.get("wall_seconds"),
         "run_dir": results.get("run_dir"),

@@ -20,6 +20,7 @@ class DemoOptions:
     students: tuple[str, ...] = ("tc_resnet8", "crnn")
     losses: tuple[str, ...] = ("none", "logit", "temporal")
     seeds: int = 1
+    qat_epochs: int = 2
     teacher_recipe: str = "demo_teacher"
     student_recipe: str = "demo"
     workers: int | None = None
@@ -48,7 +49,7 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
             f"{student_cfg.teacher.path})"
         )
     start = time.time()
-    total = 4
+    total = 5
     root = Path(student_cfg.data.root)
     t = _banner(1, total, f"synthesise the noisy keyword bank in {root}")
     if (root / "dataset.json").is_file():
@@ -81,9 +82,40 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
     )
     print(f"({time.time() - t:.0f} s)")
 
-    t = _banner(4, total, "write the report")
+    t = _banner(4, total, "quantization-aware fine-tuning and int8 export of the best student")
+    deploy = deploy_best(csv_path, options.qat_epochs)
+    print(f"({time.time() - t:.0f} s)")
+
+    t = _banner(5, total, "write the report")
     report = write_report(student_cfg, out, csv_path)
     table = (out / "summary.md").read_text()
     minutes = (time.time() - start) / 60
-    print(f"\n{table}\nresults: {csv_path}\nreport:  {report}\ndemo took {minutes:.1f} min")
-    return {"csv": str(csv_path), "report": str(report), "minutes": minutes}
+    print(f"\n{table}\n{deploy['text']}\nresults: {csv_path}\nreport:  {report}")
+    print(f"demo took {minutes:.1f} min")
+    return {
+        "csv": str(csv_path),
+        "report": str(report),
+        "minutes": minutes,
+        "deployed": deploy["run_dir"],
+    }
+
+
+def deploy_best(csv_path: Path, qat_epochs: int) -> dict:
+    """QAT-fine-tune the best method run, export float / PTQ / QAT int8 ONNX and benchmark them."""
+    from distill.compare import read_rows
+    from distill.quant.bench import bench_run, format_table
+    from distill.quant.export import export_run, format_report
+    from distill.quant.qat import run_qat
+
+    methods = [r for r in read_rows(csv_path) if r["group"] == "method"]
+    best = max(methods, key=lambda r: float(r["test_score"]))
+    run_dir = Path(best["run_dir"])
+    print(f"best: {best['student']} with {best['arm']} (test {float(best['test_score']):.4f})")
+    checkpoint = run_dir / "checkpoints" / "best.ckpt"
+    run_qat(
+        checkpoint, load_recipe(str(run_dir / "config.yaml"), [f"qat.epochs={qat_epochs}"]), run_dir
+    )
+    exported = format_report(export_run(run_dir, int8=True, split="test"))
+    bench = format_table(bench_run(run_dir, runs=50))
+    text = f"{best['student']} / {best['arm']} deployed:\n{exported}\n\n{bench}"
+    return {"run_dir": str(run_dir), "text": text}

@@ -159,7 +159,7 @@ class DistillModule(pl.LightningModule):
             "teacher_hidden": out.hidden,
         }
 
-    def _step(self, batch: dict, split: str) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def _step(self, batch: dict, split: str) -> tuple[Tensor, LossInputs, dict[str, Tensor]]:
         feats = self.features(batch["waveform"])
         if split == "train" and self.specaugment is not None:
             feats = self.specaugment(feats)
@@ -174,7 +174,7 @@ class DistillModule(pl.LightningModule):
             **self._teacher_outputs(batch, split),
         )
         total, terms = self.aux(inputs)
-        return total, logits, terms
+        return total, inputs, terms
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         total, _, terms = self._step(batch, "train")
@@ -185,31 +185,32 @@ class DistillModule(pl.LightningModule):
         return total
 
     def _eval_step(self, batch: dict, split: str) -> None:
-        total, logits, terms = self._step(batch, split)
+        total, inputs, terms = self._step(batch, split)
         size = batch["waveform"].shape[0]
-        self.metrics[split].update(logits, batch["label"])
+        self.metrics[split].update(inputs.logits, batch["label"])
         self.log(f"{split}/loss", total, batch_size=size, sync_dist=True)
         for name, value in terms.items():
             self.log(f"{split}/{name}", value, batch_size=size, sync_dist=True)
         if "temporal_kd" in self.aux.terms:
-            self._log_localisation(batch, split, size)
+            self._log_localisation(inputs, split, size)
 
-    def _log_localisation(self, batch: dict, split: str, size: int) -> None:
+    def _log_localisation(self, inputs: LossInputs, split: str, size: int) -> None:
+        """Entropy of the student's attention a_S and of its target, and the fraction of clips
+        whose argmax falls inside the true span (where the data has spans)."""
         kd = self.aux.terms["temporal_kd"]
-        inputs = LossInputs(
-            logits=torch.zeros(size, 1, device=self.device),
-            target=batch["label"],
-            time_features=self._tap.features() if self._tap is not None else None,
-            student_attention=self._attention_tap.output if self._attention_tap else None,
-        )
         a_s = kd.student_distribution(inputs)
-        self.log(f"{split}/student_attention_entropy", entropy(a_s).mean(), batch_size=size)
-        spans = batch.get("spans")
-        if spans is None:
-            return
-        inside = argmax_inside_span(a_s, spans, self.clip_seconds)
-        if inside is not None:
-            self.log(f"{split}/student_attention_in_span", inside, batch_size=size)
+        dists = {"student_attention": a_s}
+        if kd.target_kind != "span" or inputs.spans is not None:
+            dists["target_attention"] = kd.target(inputs, a_s.shape[1])
+        for name, dist in dists.items():
+            self.log(
+                f"{split}/{name}_entropy", entropy(dist).mean(), batch_size=size, sync_dist=True
+            )
+            if inputs.spans is None:
+                continue
+            inside = argmax_inside_span(dist, inputs.spans, self.clip_seconds)
+            if inside is not None:
+                self.log(f"{split}/{name}_in_span", inside, batch_size=size, sync_dist=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")

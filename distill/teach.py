@@ -129,6 +129,22 @@ def new_teacher(cfg: DictConfig, class_names: list[str]) -> Any:
     return teachers.create(cfg.teacher.kind, class_names=list(class_names), **options)
 
 
+def teacher_latency(teacher: Any, samples: int, runs: int = 30) -> float | None:
+    """Median batch-1 latency (ms, onnxruntime, 1 thread) of the teacher's classify path on
+    features, like the students'; None for a teacher without a spectrogram frontend."""
+    import copy
+    import tempfile
+
+    from distill.quant import onnx_latency
+    from distill.quant.bench import export_teacher
+
+    if getattr(teacher, "frontend", None) is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path, shape, _ = export_teacher(copy.deepcopy(teacher), Path(tmp) / "t.onnx", samples, 17)
+        return onnx_latency(path, shape, batch=1, runs=runs)
+
+
 def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train the teacher, keep the best validation checkpoint, test it, save it to teacher.path."""
     from distill.data import build_datamodule
@@ -175,6 +191,7 @@ def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         "wall_seconds": round(time.time() - start, 1),
         "run_dir": str(run_dir),
     }
+    results["latency_ms_b1"] = teacher_latency(teacher, samples)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (Path(cfg.teacher.path) / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -146,6 +146,12 @@ def fit(
         "wall_seconds": round(time.time() - start, 1),
         "run_dir": str(run_dir),
     }
+    if cfg.qat.enabled:
+        from distill.quant.qat import run_qat
+
+        qat = run_qat(best, cfg, run_dir)
+        qat.pop("qat_module", None)
+        results["qat"] = qat
     tmp = run_dir / "results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(run_dir / "results.json")

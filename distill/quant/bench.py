@@ -104,8 +104,15 @@ def bench_run(
 
 
 def _row(name: str, path: Path, shape: tuple, params: int, macs: int) -> dict[str, Any]:
-    return {"model": name, "path": str(path), "shape": shape, "params": params, "macs": macs,
-            "bytes": path.stat().st_size, "runtime": "onnxruntime"}
+    return {
+        "model": name,
+        "path": str(path),
+        "shape": shape,
+        "params": params,
+        "macs": macs,
+        "bytes": path.stat().st_size,
+        "runtime": "onnxruntime",
+    }
 
 
 def _ratios(rows: list[dict[str, Any]]) -> None:
@@ -127,8 +134,17 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Fixed-width table with ratio columns and a legend."""
-    head = ("model", "runtime", "params", "MACs", "size KB", "b1 ms", "b32 ms", "ratio b1",
-            "ratio b32")
+    head = (
+        "model",
+        "runtime",
+        "params",
+        "MACs",
+        "size KB",
+        "b1 ms",
+        "b32 ms",
+        "ratio b1",
+        "ratio b32",
+    )
     lines = ["{:<20s} {:<11s} {:>9s} {:>12s} {:>9s} {:>9s} {:>9s} {:>9s} {:>9s}".format(*head)]
     for r in rows:
         lines.append(

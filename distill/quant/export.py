@@ -126,7 +126,9 @@ def _int8(float_path: Path, calibration, feats, labels, float_entry: dict) -> di
 
 def format_report(report: dict[str, Any]) -> str:
     """Human-readable summary of `export_run`'s report."""
-    lines = [f"export of {report['checkpoint']} checked on {report['clips']} {report['split']} clips"]
+    lines = [
+        f"export of {report['checkpoint']} checked on {report['clips']} {report['split']} clips"
+    ]
     for name, e in report["files"].items():
         parts = [f"{name:10s} {e['bytes'] / 1024:8.1f} KB"]
         if "agreement_with_torch" in e:

@@ -36,9 +36,12 @@ class _KeepBest(pl.Callback):
             raise KeyError(f"QAT monitor {self.monitor!r} was not logged during validation")
         if self.best is None or float(value) > self.best:
             self.best = float(value)
-            self.state = {k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()}
-            torch.save({"state_dict": self.state, "monitor": self.monitor, "value": self.best},
-                       self.path)
+            self.state = {
+                k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()
+            }
+            torch.save(
+                {"state_dict": self.state, "monitor": self.monitor, "value": self.best}, self.path
+            )
 
 
 def qat_config(cfg: DictConfig) -> DictConfig:

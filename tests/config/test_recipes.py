@@ -161,7 +161,9 @@ def test_cli_overrides_may_follow_options(
 
     seen = {}
     monkeypatch.setattr(distill.train, "fit", lambda cfg, **kw: seen.update(cfg=cfg, **kw) or {})
-    assert main(["fit", str(recipe), "--resume", "--run-dir", "/tmp/r", "trainer.max_epochs=4"]) == 0
+    assert (
+        main(["fit", str(recipe), "--resume", "--run-dir", "/tmp/r", "trainer.max_epochs=4"]) == 0
+    )
     assert seen["cfg"].trainer.max_epochs == 4 and seen["resume"] is True
     with pytest.raises(SystemExit):
         main(["show", str(recipe), "--bogus"])

@@ -47,7 +47,9 @@ def test_export_holds_only_the_student(exported: dict) -> None:
     for name in int8_inits + [n.name for n in onnx.load(files["int8_ptq"]["path"]).graph.node]:
         assert "aux" not in name and "attention" not in name and "frontend" not in name
     assert int8_ops.count("Conv") == plain_ops.count("Conv")
-    assert int8_ops.count("Gemm") + int8_ops.count("MatMul") == plain_ops.count("Gemm") + plain_ops.count("MatMul")
+    assert int8_ops.count("Gemm") + int8_ops.count("MatMul") == plain_ops.count(
+        "Gemm"
+    ) + plain_ops.count("MatMul")
     assert "DequantizeLinear" in int8_ops
 
 
@@ -96,8 +98,17 @@ def test_export_refuses_broken_weights(tiny_run: dict, tmp_path: Path, monkeypat
 
 def test_bench_table_has_ratio_columns() -> None:
     rows = [
-        {"model": m, "runtime": "onnxruntime", "params": 10, "macs": 100, "bytes": 2048,
-         "b1_ms": 1.0, "b32_ms": 2.0, "ratio_b1": 1.0, "ratio_b32": 2.0}
+        {
+            "model": m,
+            "runtime": "onnxruntime",
+            "params": 10,
+            "macs": 100,
+            "bytes": 2048,
+            "b1_ms": 1.0,
+            "b32_ms": 2.0,
+            "ratio_b1": 1.0,
+            "ratio_b32": 2.0,
+        }
         for m in ("teacher", "student float", "student int8_ptq")
     ]
     table = format_table(rows).splitlines()

@@ -34,7 +34,11 @@ def test_qat_runs_with_temporal_kd_and_converts(tiny_run: dict) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["tc_resnet8", pytest.param("bc_resnet1", marks=pytest.mark.slow), pytest.param("gru", marks=pytest.mark.slow)],
+    [
+        "tc_resnet8",
+        pytest.param("bc_resnet1", marks=pytest.mark.slow),
+        pytest.param("gru", marks=pytest.mark.slow),
+    ],
 )
 def test_prepared_graph_reports_tap_features(name: str) -> None:
     torch.manual_seed(0)
