@@ -72,7 +72,7 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
         print(f"{teacher_results} exists: reusing the trained teacher")
         teacher = json.loads(teacher_results.read_text())
     else:
-        teacher = teach(teacher_cfg, run_dir=Path(teacher_cfg.run_dir) / "teacher_run")
+        teacher = teach(teacher_cfg)
     print(f"teacher test: {teacher['test']} ({time.time() - t:.0f} s)")
 
     t = _banner(3, total, "cache the teacher and distil the students")

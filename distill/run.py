@@ -25,8 +25,19 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def make_run_dir(cfg: DictConfig, run_dir: str | Path | None = None) -> Path:
-    """Create the run directory (default `<run_dir>/<name>/<timestamp>`) holding config.yaml."""
+def make_run_dir(cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = False) -> Path:
+    """Create the run directory (default `<run_dir>/<name>/<timestamp>`) holding config.yaml.
+
+    A given directory that already holds a run (checkpoints or results) is refused unless
+    `resume`, so two runs never mix their checkpoints and logs.
+    """
+    if run_dir is not None and not resume and os.environ.get("LOCAL_RANK", "0") == "0":
+        held = [p for p in ("checkpoints", "results.json") if (Path(run_dir) / p).exists()]
+        if held:
+            raise FileExistsError(
+                f"run directory {run_dir} already holds a run ({', '.join(held)}): continue it "
+                "with --resume, or choose another --run-dir"
+            )
     if run_dir is None and os.environ.get("LOCAL_RANK", "0") != "0":
         run_dir = os.environ.get(RUN_DIR_ENV)  # a DDP child joins the run its rank 0 created
     if run_dir is None:

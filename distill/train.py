@@ -91,7 +91,7 @@ def fit(
         raise ValueError(f"trainer.max_epochs must be >= 1, given {cfg.trainer.max_epochs}")
     if resume and run_dir is None:
         raise ValueError("--resume needs the run directory to continue (distill fit ... --run-dir)")
-    run_dir = make_run_dir(cfg, run_dir)
+    run_dir = make_run_dir(cfg, run_dir, resume=resume)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     datamodule = build_datamodule(cfg.data)
     if cfg.losses.temporal_kd.weight > 0 and cfg.losses.temporal_kd.target == "span":

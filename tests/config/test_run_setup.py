@@ -105,3 +105,12 @@ def test_seeding_repeats_random_draws() -> None:
     a = torch.randn(3)
     seed_everything(123)
     assert torch.equal(a, torch.randn(3))
+
+
+def test_existing_run_dir_is_refused_unless_resuming(tmp_path: Path) -> None:
+    cfg = OmegaConf.structured(RecipeConfig)
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="already holds a run \\(checkpoints\\)"):
+        make_run_dir(cfg, run_dir)
+    assert make_run_dir(cfg, run_dir, resume=True) == run_dir
