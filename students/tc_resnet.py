@@ -4,8 +4,10 @@ Follows hyperconnect/TC-ResNet `audio_nets/tc_resnet.py`: conv0 3x1, residual bl
 convs, stride-2 1x1 conv+BN+ReLU shortcut when the width changes, global average pooling,
 dropout (keep 0.5) and a bias-free FC. The unused 2-unit `fc2` of the original is left out.
 The temporal convs are `nn.Conv2d` with (1, k) kernels on a (B, F, 1, T) tensor so that the
-int8 toolchain (Conv2d/Linear only) quantizes them. BatchNorm uses the TF settings of the
-original (decay 0.997 -> momentum 0.003, epsilon 1e-3); both are keyword arguments.
+int8 toolchain (Conv2d/Linear only) quantizes them. BatchNorm uses epsilon 1e-3 as the original
+but PyTorch's momentum 0.1: the original's decay 0.997 (momentum 0.003) suits its 30k steps, and
+over the few hundred steps of a short run leaves the running statistics near their initial
+values, so evaluation fails (`bn_momentum=0.003` restores it).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class TCResNet(nn.Module):
         width_multiplier: float = 1.0,
         kernel_size: int = 9,
         dropout: float = 0.5,
-        bn_momentum: float = 0.003,
+        bn_momentum: float = 0.1,
         bn_eps: float = 1e-3,
     ) -> None:
         super().__init__()
