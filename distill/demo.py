@@ -21,7 +21,8 @@ class DemoOptions:
     losses: tuple[str, ...] = ("none", "logit", "temporal")
     seeds: int = 1
     qat_epochs: int = 2
-    teacher_recipe: str = "demo_teacher"
+    # teacher stages, in order: pretrain on clean 1 s keywords, then fine-tune on noisy clips
+    teacher_recipes: tuple[str, ...] = ("demo_teacher_clean", "demo_teacher")
     student_recipe: str = "demo"
     workers: int | None = None
 
@@ -41,7 +42,8 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
     from distill.teach import teach
 
     overrides = list(overrides or [])
-    teacher_cfg = load_recipe(options.teacher_recipe, overrides)
+    stages = [load_recipe(name, overrides) for name in options.teacher_recipes]
+    teacher_cfg = stages[-1]
     student_cfg = load_recipe(options.student_recipe, overrides)
     if Path(teacher_cfg.teacher.path) != Path(student_cfg.teacher.path):
         raise ValueError(
@@ -67,13 +69,15 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
     print(f"({time.time() - t:.0f} s)")
 
     t = _banner(2, total, f"train the teacher into {teacher_cfg.teacher.path}")
-    teacher_results = Path(teacher_cfg.teacher.path) / "results.json"
-    if teacher_results.is_file():
-        print(f"{teacher_results} exists: reusing the trained teacher")
-        teacher = json.loads(teacher_results.read_text())
-    else:
-        teacher = teach(teacher_cfg)
-    print(f"teacher test: {teacher['test']} ({time.time() - t:.0f} s)")
+    for stage in stages:
+        stage_results = Path(stage.teacher.path) / "results.json"
+        if stage_results.is_file():
+            print(f"{stage_results} exists: reusing that trained teacher")
+            teacher = json.loads(stage_results.read_text())
+        else:
+            print(f"-- {stage.name}: {stage.description}", flush=True)
+            teacher = teach(stage)
+        print(f"{stage.name} test: {teacher['test']} ({time.time() - t:.0f} s)")
 
     t = _banner(3, total, "cache the teacher and distil the students")
     out = Path(student_cfg.run_dir) / "compare"
