@@ -17,7 +17,7 @@ class DemoOptions:
     per_word: int = 150  # clips per keyword of the 12-class task
     per_unknown: int = 12  # clips per other Speech Commands word (the _unknown_ class)
     speakers: int = 160
-    students: tuple[str, ...] = ("tc_resnet8", "crnn")
+    students: tuple[str, ...] = ("tc_resnet8", "att_rnn")
     losses: tuple[str, ...] = ("none", "logit", "temporal")
     seeds: int = 1
     qat_epochs: int = 2

@@ -17,6 +17,7 @@ from distill.config.schema import RecipeConfig
 # Values that string keys may take; checked after overrides, before any work starts.
 CHOICES: dict[str, tuple[str, ...]] = {
     "frontend.kind": ("logmel", "mfcc"),
+    "frontend.normalize": ("utterance", "none"),
     "data.name": (
         "synth_kws",
         "speech_commands",

@@ -20,6 +20,7 @@ class FrontendConfig:
     win_length: int = 480
     hop_length: int = 160
     log_offset: float = 1e-6
+    normalize: str = "utterance"  # utterance: zero mean, unit variance per clip | none
 
 
 @dataclass

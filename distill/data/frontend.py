@@ -11,7 +11,9 @@ class Frontend(nn.Module):
     """Log-mel (`log(mel + offset)`) or MFCC features with torchaudio.
 
     The defaults follow BC-ResNet: n_fft 512, window 480, hop 160 at 16 kHz, 40 bins, giving
-    101 frames per second (centered STFT).
+    101 frames per second (centered STFT). `normalize="utterance"` standardises each clip's
+    features to zero mean and unit variance (one mean and deviation per clip), which students
+    without normalisation at their input (the RNNs) need; "none" leaves them as they are.
     """
 
     def __init__(
@@ -24,16 +26,20 @@ class Frontend(nn.Module):
         win_length: int = 480,
         hop_length: int = 160,
         log_offset: float = 1e-6,
+        normalize: str = "none",
     ) -> None:
         super().__init__()
         if kind not in ("logmel", "mfcc"):
             raise ValueError(f"frontend kind must be 'logmel' or 'mfcc', given {kind!r}")
+        if normalize not in ("utterance", "none"):
+            raise ValueError(f"frontend normalize must be 'utterance' or 'none', given {normalize!r}")
         if win_length > n_fft:
             raise ValueError(f"frontend win_length ({win_length}) must be <= n_fft ({n_fft})")
         self.kind = kind
         self.sample_rate = sample_rate
         self.hop_length = hop_length
         self.log_offset = log_offset
+        self.normalize = normalize
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -72,8 +78,14 @@ class Frontend(nn.Module):
                 f"frontend expects a (batch, samples) waveform, got {tuple(waveform.shape)}"
             )
         if self.mfcc is not None:
-            return self.mfcc(waveform)
-        return torch.log(self.mel(waveform) + self.log_offset)
+            feats = self.mfcc(waveform)
+        else:
+            feats = torch.log(self.mel(waveform) + self.log_offset)
+        if self.normalize == "utterance":
+            mean = feats.mean(dim=(1, 2), keepdim=True)
+            std = feats.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+            feats = (feats - mean) / std
+        return feats
 
 
 def build_frontend(cfg) -> Frontend:
@@ -87,4 +99,5 @@ def build_frontend(cfg) -> Frontend:
         win_length=cfg.win_length,
         hop_length=cfg.hop_length,
         log_offset=cfg.log_offset,
+        normalize=cfg.normalize,
     )
