@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 import students
+from distill.classifier_module import ClassifierModule
 from distill.data.augment import build_specaugment
 from distill.data.frontend import build_frontend
 from distill.losses import LossInputs, WeightedLosses, entropy
-from distill.metrics import build_metric, metric_name
 from distill.optim import build_optimizer
 from students.tap import FeatureTap
 
@@ -39,7 +38,7 @@ def build_student(cfg: DictConfig, num_classes: int, n_features: int) -> nn.Modu
     )
 
 
-class DistillModule(pl.LightningModule):
+class DistillModule(ClassifierModule):
     """Student + training-only `aux` losses; teacher outputs come from a frozen teacher run
     online or from a TeacherCache. Only `student` is deployed (see `student_state_dict`)."""
 
@@ -91,10 +90,7 @@ class DistillModule(pl.LightningModule):
                 self._attention_tap = FeatureTap(self.student, attention_name, "BCT")
         channels = self._probe_channels() if self._tap is not None else None
         self.aux = WeightedLosses(cfg.losses, task, channels=channels, teacher_dim=teacher_dim)
-        self.metrics = nn.ModuleDict(
-            {split: build_metric(task, num_classes) for split in ("val", "test")}
-        )
-        self.metric_name = metric_name(task)
+        self.setup_metrics(task, num_classes)
         self.teacher_source: Any = None  # a Teacher or a TeacherCache reader; not saved with us
 
     # -- construction helpers ------------------------------------------------------------------
@@ -211,25 +207,6 @@ class DistillModule(pl.LightningModule):
             inside = argmax_inside_span(dist, inputs.spans, self.clip_seconds)
             if inside is not None:
                 self.log(f"{split}/{name}_in_span", inside, batch_size=size, sync_dist=True)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log(f"val/{self.metric_name}", self.metrics["val"].compute(), prog_bar=True)
-        self.metrics["val"].reset()
-
-    def on_test_epoch_end(self) -> None:
-        self.log(f"test/{self.metric_name}", self.metrics["test"].compute())
-        self.metrics["test"].reset()
-
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
 
     def on_fit_start(self) -> None:
         if self.teacher_source is not None and isinstance(self.teacher_source, nn.Module):

@@ -7,23 +7,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 
+from distill.classifier_module import ClassifierModule
 from distill.data.augment import build_specaugment
 from distill.losses import TaskLoss, entropy
 from distill.losses.base import LossInputs
-from distill.metrics import build_metric, metric_name
+from distill.metrics import metric_name
 from distill.module import argmax_inside_span
 from distill.optim import build_optimizer
 from distill.run import build_trainer, make_run_dir, seed_everything
 from students.profile import count_macs
 
 
-class TeacherModule(pl.LightningModule):
+class TeacherModule(ClassifierModule):
     """Supervised training of a teacher through its logits-only path (`classify`)."""
 
     def __init__(self, teacher: Any, cfg: DictConfig, task: str, clip_seconds: float) -> None:
@@ -33,10 +33,7 @@ class TeacherModule(pl.LightningModule):
         self.task = task
         self.clip_seconds = clip_seconds
         self.loss = TaskLoss(task, cfg.losses.task.label_smoothing)
-        self.metrics = torch.nn.ModuleDict(
-            {s: build_metric(task, teacher.num_classes) for s in ("val", "test")}
-        )
-        self.metric_name = metric_name(task)
+        self.setup_metrics(task, teacher.num_classes)
         self.specaugment = build_specaugment(cfg.data.augment)
         frontend = getattr(teacher, "frontend", None)
         self._hook = None
@@ -58,7 +55,7 @@ class TeacherModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss
 
-    def _eval(self, batch: dict, split: str) -> None:
+    def _eval_step(self, batch: dict, split: str) -> None:
         out = self.teacher(batch["waveform"])
         size = len(out.logits)
         self.metrics[split].update(out.logits, batch["label"])
@@ -71,25 +68,6 @@ class TeacherModule(pl.LightningModule):
             inside = argmax_inside_span(out.attention, batch["spans"], self.clip_seconds)
             if inside is not None:
                 self.log(f"{split}/teacher_attention_in_span", inside, batch_size=size)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log(f"val/{self.metric_name}", self.metrics["val"].compute(), prog_bar=True)
-        self.metrics["val"].reset()
-
-    def on_test_epoch_end(self) -> None:
-        self.log(f"test/{self.metric_name}", self.metrics["test"].compute())
-        self.metrics["test"].reset()
-
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
 
     def configure_optimizers(self) -> Any:
         return build_optimizer(self.cfg.optim, self.teacher.parameters(), self.trainer)
