@@ -29,7 +29,7 @@ WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", 
 SR = 16000
 
 
-def write_bank(root: Path, speakers: int = 8, noise_seconds: float = 30.0) -> None:
+def write_bank(root: Path, speakers: int = 48, noise_seconds: float = 30.0) -> None:
     """A synth_kws-layout bank: 1 s clips with a sweep in [onset, offset], 3 noise files."""
     rng = np.random.default_rng(0)
     rows, val, test = [], [], []
@@ -112,15 +112,19 @@ def make_student(n_features: int, num_classes: int) -> tuple[nn.Module, str]:
 
 
 def loader_rate(dm, frontend, batches: int) -> float:
-    """Clips/s of train batches including the frontend (first batch excluded: worker start)."""
-    it = iter(dm.train_dataloader())
+    """Clips/s of train batches including the frontend (first batch excluded: worker start).
+
+    One loader is reused across epochs, as Lightning does (a new loader restarts its workers).
+    """
+    loader = dm.train_dataloader()
+    it = iter(loader)
     next(it)
     clips, start = 0, time.perf_counter()
     for _ in range(batches):
         try:
             batch = next(it)
         except StopIteration:
-            it = iter(dm.train_dataloader())
+            it = iter(loader)
             batch = next(it)
         with torch.no_grad():
             frontend(batch["waveform"])
