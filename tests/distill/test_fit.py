@@ -119,3 +119,13 @@ def test_span_control_refuses_data_without_spans(tmp_path: Path) -> None:
     cfg.losses.temporal_kd.target = "span"
     with pytest.raises(ValueError, match="target=span needs ground-truth spans, but the data in"):
         fit(cfg)
+
+
+def test_eval_scores_a_checkpoint_like_fit_did(trained: dict) -> None:
+    from distill.evaluate import evaluate_checkpoint
+
+    results = trained["fit"]
+    scored = evaluate_checkpoint(results["best_checkpoint"], split="test")
+    assert scored["metrics"]["test/acc"] == pytest.approx(results["test"]["test/acc"])
+    val = evaluate_checkpoint(results["best_checkpoint"], split="val")
+    assert val["metrics"]["val/acc"] == pytest.approx(results["best_val"])
