@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,9 @@ from torch import nn
 
 from distill.data.frontend import Frontend
 from teachers.base import Teacher, TeacherOutput
+from teachers.saved import read_teacher, save_teacher
 from teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 KIND = "inhouse"
 
 PRESETS: dict[str, dict] = {
@@ -248,33 +246,14 @@ class SpectrogramTransformerTeacher(Teacher):
         return TeacherOutput(self._logits(tokens), attention, spans.to(tokens.device), hidden)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.config)
         config.update(self.rollout_options())
-        (directory / CONFIG_FILE).write_text(
-            json.dumps({"teacher_kind": KIND, "config": config}, indent=2)
-        )
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE))
+        save_teacher(self, directory, KIND, config)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> SpectrogramTransformerTeacher:
         """Rebuild a teacher written by `save_pretrained`."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"in-house teacher: {p} is missing (not a saved teacher?)")
-        meta = json.loads(cfg_path.read_text())
-        if meta.get("teacher_kind") != KIND:
-            raise ValueError(
-                f"{cfg_path}: teacher_kind is {meta.get('teacher_kind')!r}, expected {KIND!r}"
-            )
-        teacher = cls(SpectrogramTransformerConfig.from_dict(meta["config"], where=str(cfg_path)))
-        teacher.load_state_dict(load_file(str(w_path)))
+        config, state, cfg_path = read_teacher(directory, KIND, "in-house teacher")
+        teacher = cls(SpectrogramTransformerConfig.from_dict(config, where=str(cfg_path)))
+        teacher.load_state_dict(state)
         return teacher

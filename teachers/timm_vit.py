@@ -11,7 +11,6 @@ attention is switched off per block and the weights are read by forward hooks on
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +18,10 @@ import torch
 
 from distill.data.frontend import Frontend
 from teachers.base import Teacher, TeacherOutput
+from teachers.saved import read_teacher, save_teacher
 from teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
 
 KIND = "timm"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def _default_frontend() -> dict:
@@ -162,33 +160,14 @@ class TimmViTTeacher(Teacher):
         return TeacherOutput(logits, attention, spans.to(logits.device), hidden)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.config)
         config.update(self.rollout_options(), pretrained_file=None)
-        (directory / CONFIG_FILE).write_text(
-            json.dumps({"teacher_kind": KIND, "config": config}, indent=2)
-        )
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE))
+        save_teacher(self, directory, KIND, config)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> TimmViTTeacher:
         """Rebuild a teacher written by `save_pretrained` (no network, no timm hub weights)."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"timm teacher: {p} is missing (not a saved teacher?)")
-        meta = json.loads(cfg_path.read_text())
-        if meta.get("teacher_kind") != KIND:
-            raise ValueError(
-                f"{cfg_path}: teacher_kind is {meta.get('teacher_kind')!r}, expected {KIND!r}"
-            )
-        teacher = cls(TimmViTConfig.from_dict(meta["config"], where=str(cfg_path)))
-        teacher.load_state_dict(load_file(str(w_path)))
+        config, state, cfg_path = read_teacher(directory, KIND, "timm teacher")
+        teacher = cls(TimmViTConfig.from_dict(config, where=str(cfg_path)))
+        teacher.load_state_dict(state)
         return teacher
