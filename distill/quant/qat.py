@@ -77,6 +77,7 @@ def run_qat(
         str(checkpoint), map_location="cpu", weights_only=False
     )
     cfg = qat_config(cfg if cfg is not None else module.cfg)
+    module = with_losses(module, cfg)
     out_dir = Path(run_dir) / QAT_DIR if run_dir else checkpoint.parent.parent / QAT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
@@ -117,6 +118,36 @@ def run_qat(
     (out_dir / "qat_results.json").write_text(json.dumps(results, indent=2))
     results["qat_module"] = student
     return results
+
+
+def with_losses(module: Any, cfg: DictConfig) -> Any:
+    """`module` itself when `cfg.losses` equals its own; otherwise a module built with the new
+    losses, carrying over the student and every aux weight whose name and shape still match
+    (e.g. the trained attention head when only a weight changed)."""
+    from distill.module import DistillModule
+
+    def plain(losses: DictConfig) -> dict:
+        return OmegaConf.to_container(losses, resolve=True)
+
+    if plain(cfg.losses) == plain(module.cfg.losses):
+        return module
+    hp = module.hparams
+    rebuilt = DistillModule(
+        cfg,
+        num_classes=hp["num_classes"],
+        task=hp["task"],
+        class_names=hp["class_names"],
+        clip_seconds=hp["clip_seconds"],
+        teacher_dim=hp["teacher_dim"],
+    )
+    rebuilt.student.load_state_dict(module.student.state_dict())
+    new_aux = rebuilt.aux.state_dict()
+    kept = {
+        k: v for k, v in module.aux.state_dict().items()
+        if k in new_aux and new_aux[k].shape == v.shape
+    }  # fmt: skip
+    rebuilt.aux.load_state_dict(kept, strict=False)
+    return rebuilt
 
 
 def _taps(module: Any) -> list[tuple[str, str]]:

@@ -58,3 +58,24 @@ def test_lower_weight_bits_narrow_the_range() -> None:
     assert quantization_config(8).weight.quant_max == 127
     with pytest.raises(ValueError, match="qat.weight_bits=1"):
         quantization_config(1)
+
+
+def test_qat_rebuilds_losses_from_overrides(tiny_run: dict) -> None:
+    from omegaconf import OmegaConf
+
+    from distill.module import DistillModule
+    from distill.quant.qat import with_losses
+
+    ckpt = tiny_run["run_dir"] / "checkpoints" / "best.ckpt"
+    module = DistillModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=False)
+    assert with_losses(module, module.cfg) is module
+    cfg = OmegaConf.merge(module.cfg, {"losses": {"logit_kd": {"weight": 0.0}}})
+    cfg.losses.temporal_kd.weight = 0.75
+    rebuilt = with_losses(module, cfg)
+    assert rebuilt is not module
+    assert "logit_kd" not in rebuilt.aux.terms
+    assert rebuilt.aux.weights["temporal_kd"] == 0.75
+    for key, value in module.student.state_dict().items():
+        assert torch.equal(rebuilt.student.state_dict()[key], value)
+    for key, value in module.aux.state_dict().items():
+        assert torch.equal(rebuilt.aux.state_dict()[key], value)
