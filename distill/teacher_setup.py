@@ -101,8 +101,11 @@ def fingerprint(cfg: DictConfig, teacher: Any) -> dict[str, str]:
 
 
 def cache_dir(cfg: DictConfig) -> Path:
-    """Where the recipe's teacher cache lives: beside the teacher, one folder per data setup."""
+    """Where the recipe's teacher cache lives: beside the teacher, one folder per data setup
+    (and per choice of rollout layers, so caches of several rollouts can sit side by side)."""
     name = f"{cfg.data.name}-{cfg.data.clip_seconds:g}s-seed{cfg.data.seed}"
+    if cfg.teacher.rollout_layers:
+        name += "-layers" + "_".join(str(int(k)) for k in cfg.teacher.rollout_layers)
     return Path(cfg.teacher.path) / "cache" / name
 
 

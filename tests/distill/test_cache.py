@@ -105,3 +105,18 @@ def test_merge_refuses_missing_shard(tmp_path: Path) -> None:
     cache.write("val", batches(["a"]), total=1, shard=(0, 2))
     with pytest.raises(FileNotFoundError, match="shards missing: .*val.shard1of2.json"):
         cache.merge("val", 2)
+
+
+def test_cache_dir_separates_rollout_layer_choices() -> None:
+    from omegaconf import OmegaConf
+
+    from distill.config.schema import RecipeConfig
+    from distill.teacher_setup import cache_dir
+
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(RecipeConfig),
+        {"data": {"name": "synth_kws", "clip_seconds": 8.0}, "teacher": {"path": "t"}},
+    )
+    assert cache_dir(cfg) == Path("t/cache/synth_kws-8s-seed0")
+    cfg.teacher.rollout_layers = [2, 3]
+    assert cache_dir(cfg) == Path("t/cache/synth_kws-8s-seed0-layers2_3")
