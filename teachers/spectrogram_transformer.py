@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.data.frontend import Frontend
+from distill.data.frontend import Frontend, frontend_kwargs
 from teachers.base import Teacher, TeacherOutput
 from teachers.saved import read_teacher, save_teacher
 from teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
@@ -23,13 +23,6 @@ PRESETS: dict[str, dict] = {
     "small": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 4.0},
     "base": {"width": 192, "depth": 6, "heads": 4, "mlp_ratio": 4.0},
 }
-
-
-def _default_frontend() -> dict:
-    return {
-        "kind": "logmel", "sample_rate": 16000, "n_mels": 40, "n_mfcc": 40, "n_fft": 512,
-        "win_length": 480, "hop_length": 160, "log_offset": 1e-6,
-    }  # fmt: skip
 
 
 @dataclass
@@ -50,7 +43,7 @@ class SpectrogramTransformerConfig:
     cls_token: bool = True
     max_seconds: float = 10.0
     dropout: float = 0.0
-    frontend: dict = field(default_factory=_default_frontend)
+    frontend: dict = field(default_factory=frontend_kwargs)
     head_fusion: str = "mean"
     layers: list[int] | None = None
     query: str | None = None
@@ -67,7 +60,7 @@ class SpectrogramTransformerConfig:
         if "class_names" not in values:
             raise ValueError(f"{where}: 'class_names' is required")
         values = dict(values)
-        values["frontend"] = {**_default_frontend(), **values.get("frontend", {})}
+        values["frontend"] = frontend_kwargs(**values.get("frontend", {}))
         return cls(**values)
 
 

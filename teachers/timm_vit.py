@@ -16,19 +16,12 @@ from pathlib import Path
 
 import torch
 
-from distill.data.frontend import Frontend
+from distill.data.frontend import Frontend, frontend_kwargs
 from teachers.base import Teacher, TeacherOutput
 from teachers.saved import read_teacher, save_teacher
 from teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
 
 KIND = "timm"
-
-
-def _default_frontend() -> dict:
-    return {
-        "kind": "logmel", "sample_rate": 16000, "n_mels": 64, "n_mfcc": 40, "n_fft": 512,
-        "win_length": 480, "hop_length": 160, "log_offset": 1e-6,
-    }  # fmt: skip
 
 
 @dataclass
@@ -41,7 +34,7 @@ class TimmViTConfig:
     seconds: float = 1.0
     model_kwargs: dict = field(default_factory=dict)
     pretrained_file: str | None = None  # local timm/ImageNet checkpoint to start from
-    frontend: dict = field(default_factory=_default_frontend)
+    frontend: dict = field(default_factory=lambda: frontend_kwargs(n_mels=64))
     head_fusion: str = "mean"
     layers: list[int] | None = None
     query: str | None = None
@@ -56,7 +49,7 @@ class TimmViTConfig:
         values = dict(values)
         if "class_names" not in values:
             raise ValueError(f"{where}: 'class_names' is required")
-        values["frontend"] = {**_default_frontend(), **values.get("frontend", {})}
+        values["frontend"] = frontend_kwargs(**{"n_mels": 64, **values.get("frontend", {})})
         return cls(**values)
 
 

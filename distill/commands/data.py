@@ -59,6 +59,7 @@ def _synth_events(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             overwrite=args.overwrite,
+            soundfont=args.soundfont,
         )
     except (DatasetExistsError, ValueError) as err:
         return _fail(err)
@@ -119,12 +120,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth-events",
         help="FSD50K-like multi-label sound-event set",
-        description="Write clips with 1-5 synthesised sound events each, in the FSD50K layout.",
+        description="Write clips with 1-5 sound events each, in the FSD50K layout: synthesised "
+        "events plus General MIDI instruments and drums rendered from a SoundFont (.sf2).",
     )
     _common(p)
     p.add_argument("--clips", type=int, default=3000, help="number of clips (default 3000)")
     p.add_argument("--clip-seconds", type=float, default=4.0, help="clip length (default 4)")
     p.add_argument(
-        "--classes", type=int, default=None, help="use the first K classes (default: all 23)"
+        "--classes",
+        type=int,
+        default=None,
+        help="use the first K classes: the 23 synthesised ones, then the SoundFont ones "
+        "(default: all)",
+    )
+    p.add_argument(
+        "--soundfont",
+        default="auto",
+        metavar="auto|none|PATH",
+        help="General MIDI SoundFont for the sampled-instrument classes (default auto: the first "
+        "*.sf2 under /usr/share/sounds/sf2 or /usr/share/soundfonts, if any)",
     )
     p.set_defaults(func=_synth_events)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 import torchaudio
 from torch import nn
@@ -32,7 +35,9 @@ class Frontend(nn.Module):
         if kind not in ("logmel", "mfcc"):
             raise ValueError(f"frontend kind must be 'logmel' or 'mfcc', given {kind!r}")
         if normalize not in ("utterance", "none"):
-            raise ValueError(f"frontend normalize must be 'utterance' or 'none', given {normalize!r}")
+            raise ValueError(
+                f"frontend normalize must be 'utterance' or 'none', given {normalize!r}"
+            )
         if win_length > n_fft:
             raise ValueError(f"frontend win_length ({win_length}) must be <= n_fft ({n_fft})")
         self.kind = kind
@@ -86,6 +91,17 @@ class Frontend(nn.Module):
             std = feats.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
             feats = (feats - mean) / std
         return feats
+
+
+def frontend_kwargs(**overrides: Any) -> dict[str, Any]:
+    """`Frontend`'s keyword arguments at their defaults, updated by `overrides` (e.g. a
+    teacher's saved frontend); an unknown key is an error."""
+    params = inspect.signature(Frontend.__init__).parameters
+    values = {name: p.default for name, p in params.items() if name != "self"}
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise ValueError(f"unknown frontend key(s) {unknown}; valid: {sorted(values)}")
+    return {**values, **overrides}
 
 
 def build_frontend(cfg) -> Frontend:

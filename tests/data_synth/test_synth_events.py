@@ -16,7 +16,8 @@ from distill.data.synth.events import ALL_CLASSES, synth_events
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ev") / "events"
-    synth_events(root, clips=30, clip_seconds=2.0, seed=2, workers=1)
+    # synthesised classes only, whatever SoundFonts the machine has (see test_soundfont.py)
+    synth_events(root, clips=30, clip_seconds=2.0, seed=2, workers=1, soundfont="none")
     return root
 
 
@@ -73,5 +74,7 @@ def test_class_subset_cli_and_errors(tmp_path: Path) -> None:
     )
     assert main(argv + ["--classes", "4", "--workers", "1"]) == 2
     with pytest.raises(ValueError, match="--classes"):
-        synth_events(tmp_path / "bad", clips=5, classes=len(ALL_CLASSES) + 1, workers=1)
+        synth_events(
+            tmp_path / "bad", clips=5, classes=len(ALL_CLASSES) + 1, workers=1, soundfont="none"
+        )
     assert not (tmp_path / "bad").exists()

@@ -2,18 +2,18 @@
 
 Layout under the output root E (see docs/data.md): `E/FSD50K.dev_audio/<fname>.wav`,
 `E/FSD50K.eval_audio/<fname>.wav`, `E/FSD50K.ground_truth/{dev,eval,vocabulary}.csv`,
-`E/events_manifest.csv` (one row per event) and `E/dataset.json`.
+`E/events_manifest.csv` (one row per event) and `E/dataset.json`. Classes: the synthesised
+`EVENT_CLASSES`, then the `SF_CLASSES` a General MIDI SoundFont can play (`--soundfont`).
 """
 
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,25 +28,61 @@ from distill.data.synth.dsp import (
     write_wav,
 )
 from distill.data.synth.event_sources import EVENT_CLASSES
+from distill.data.synth.soundfont import FONT_DIRS, find_soundfonts, load_soundfont
+from distill.data.synth.soundfont_events import SF_CLASSES, available_classes, render_sf_event
 
 ALL_CLASSES = tuple(EVENT_CLASSES)  # registry order is alphabetical and fixes the mids
+SF_LABELS = tuple(SF_CLASSES)  # table order fixes their mids, /synth/sf/<nnn>
+assert not set(ALL_CLASSES) & set(SF_LABELS), "SoundFont labels must not reuse synthesised ones"
 SPLIT_DIRS = {"train": "FSD50K.dev_audio", "val": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
 
 
 def mid_of(label: str) -> str:
-    """The stable invented machine id of a class, e.g. `/synth/007`."""
+    """The stable invented machine id of a class, e.g. `/synth/007` or `/synth/sf/003`."""
+    if label in SF_CLASSES:
+        return f"/synth/sf/{SF_LABELS.index(label):03d}"
     return f"/synth/{ALL_CLASSES.index(label):03d}"
 
 
-def soundfont_report() -> str:
-    """What the machine offers for sampled instruments (fluidsynth + a General MIDI SoundFont)."""
-    fonts = sorted(glob.glob("/usr/share/sounds/sf2/*.sf2"))
-    if shutil.which("fluidsynth") is None or not fonts:
-        return (
-            f"not used: fluidsynth {'found' if shutil.which('fluidsynth') else 'not installed'}, "
-            f"{len(fonts)} SoundFont(s) under /usr/share/sounds/sf2"
-        )
-    return f"found fluidsynth and {fonts}, but rendering SoundFont instruments is not implemented"
+@dataclass(frozen=True)
+class FontChoice:
+    """The SoundFont `synth-events` uses (`path` None: none) and the classes it can play."""
+
+    path: str | None
+    status: str
+    classes: tuple[str, ...] = ()
+    skipped: dict[str, str] = field(default_factory=dict)  # label -> why
+
+
+def resolve_soundfont(spec: str | Path | None = "auto") -> FontChoice:
+    """The SoundFont for `--soundfont auto|none|PATH`: `auto` takes the first of
+    `find_soundfonts()`, if any; a PATH that is missing or not a SoundFont is a `ValueError`."""
+    if spec is None or str(spec) == "none":
+        return FontChoice(None, "not used (--soundfont none)")
+    if str(spec) == "auto":
+        fonts = find_soundfonts()
+        if not fonts:
+            dirs = " or ".join(str(d) for d in FONT_DIRS)
+            return FontChoice(None, f"not used: no *.sf2 under {dirs}")
+        path = fonts[0]
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise ValueError(f"--soundfont {spec}: no such file")
+    try:
+        font = load_soundfont(str(path))
+    except (ValueError, OSError) as err:
+        raise ValueError(f"--soundfont {path}: not a usable SoundFont ({err})") from err
+    classes, skipped = available_classes(font)
+    status = f"{path}: {len(classes)} SoundFont classes"
+    if skipped:
+        status += f", skipped {sorted(skipped)}"
+    return FontChoice(str(path), status, tuple(classes), skipped)
+
+
+def soundfont_report(spec: str | Path | None = "auto") -> str:
+    """One line on the SoundFont `synth-events` would use and how many classes it gives."""
+    return resolve_soundfont(spec).status
 
 
 @dataclass(frozen=True)
@@ -60,6 +96,7 @@ class EventClipTask:
     seconds: float
     classes: tuple[str, ...]
     seed: int
+    soundfont: str | None = None  # font path for the SoundFont classes among `classes`
 
 
 def _background(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -77,7 +114,12 @@ def render_event_clip(task: EventClipTask) -> dict[str, object]:
     events = []
     for _ in range(int(rng.integers(1, 6))):
         label = str(rng.choice(task.classes))
-        x = np.asarray(EVENT_CLASSES[label](rng), dtype=np.float64)
+        if label in SF_CLASSES:
+            if task.soundfont is None:
+                raise ValueError(f"class {label} needs a SoundFont, but the task has none")
+            x = np.asarray(render_sf_event(task.soundfont, label, rng), dtype=np.float64)
+        else:
+            x = np.asarray(EVENT_CLASSES[label](rng), dtype=np.float64)
         start, end = active_span(x, threshold_db=-40.0, frame=80)
         x = x[start : min(end, start + n)]
         x, _ = random_eq(x.astype(np.float32), rng)
@@ -128,18 +170,25 @@ def synth_events(
     seed: int = 0,
     workers: int | None = None,
     overwrite: bool = False,
+    soundfont: str | Path | None = "auto",
 ) -> dict[str, object]:
-    """Generate the event set into `out` atomically; returns a summary."""
+    """Generate the event set into `out` atomically; returns a summary.
+
+    The class list is `ALL_CLASSES` then the SoundFont classes the font of `soundfont`
+    (`auto`, `none` or a path, see `resolve_soundfont`) can play; `classes` keeps its first K.
+    """
     t0 = time.perf_counter()
     workers = workers or common.default_workers()
-    k = len(ALL_CLASSES) if classes is None else classes
-    if not 1 <= k <= len(ALL_CLASSES):
-        raise ValueError(f"--classes must be in 1..{len(ALL_CLASSES)}, got {classes}")
+    font = resolve_soundfont(soundfont)
+    full = [*ALL_CLASSES, *font.classes]
+    k = len(full) if classes is None else classes
+    if not 1 <= k <= len(full):
+        raise ValueError(f"--classes must be in 1..{len(full)}, got {classes}")
     if clips < 3:
         raise ValueError(f"--clips must be >= 3 (one per split at least), got {clips}")
     if not 0.5 <= clip_seconds <= 60:
         raise ValueError(f"--clip-seconds must be in [0.5, 60], got {clip_seconds}")
-    chosen = list(ALL_CLASSES[:k])
+    chosen = full[:k]
     order = common.rng_for(seed, 5).permutation(clips)
     n_eval, n_val = max(1, round(0.2 * clips)), max(1, round(0.1 * clips))
     split = {int(i): "eval" for i in order[:n_eval]}
@@ -156,6 +205,7 @@ def synth_events(
                 clip_seconds,
                 tuple(chosen),
                 seed,
+                font.path,
             )
             for i in range(clips)
         ]
@@ -171,7 +221,7 @@ def synth_events(
                 "clips": clips,
                 "clip_seconds": clip_seconds,
                 "classes": k,
-                "soundfont": soundfont_report(),
+                "soundfont": asdict(font),
             },
         }
         _write_tables(partial, rows, chosen, meta)
@@ -187,6 +237,7 @@ def synth_events(
         "classes": k,
         "events": sum(len(r["events"]) for r in rows),
         "rarest_class": min((label_counts[c], c) for c in chosen),
-        "soundfont": soundfont_report(),
+        "soundfont": font.status,
+        "soundfont_classes": sum(c in SF_CLASSES for c in chosen),
         "seconds": round(time.perf_counter() - t0, 1),
     }
