@@ -1,0 +1,56 @@
+"""`distill attention`: sharpness and placement of the teacher's temporal attention."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _attention(args: argparse.Namespace) -> int:
+    from distill.config import load_recipe
+    from distill.teacher_attention import attention_table, markdown, parse_layers
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    try:
+        temperatures = [float(t) for t in args.temperatures.split(",") if t.strip()]
+    except ValueError:
+        temperatures = []
+    if not temperatures or any(t <= 0 for t in temperatures):
+        raise SystemExit(
+            f"distill attention: --temperatures needs numbers > 0, given {args.temperatures!r}"
+        )
+    layer_sets = [parse_layers(text) for text in (args.layers or ["all"])]
+    rows = attention_table(cfg, args.split, temperatures, layer_sets, args.limit_batches)
+    table = markdown(rows)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"rows written to {out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `distill attention`."""
+    p = subparsers.add_parser(
+        "attention",
+        help="entropy and in-span placement of the teacher's attention, with sharpening options",
+    )
+    p.add_argument("recipe", help="recipe name or path (its teacher and data are used)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.clip_seconds=4")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--temperatures",
+        default="1,0.5,0.25",
+        help="comma-separated teacher temperatures (as losses.temporal_kd.teacher_temperature)",
+    )
+    p.add_argument(
+        "--layers",
+        action="append",
+        help="rollout layers: 'all' or e.g. '2,3' or '-1'; repeat for several (default all)",
+    )
+    p.add_argument("--limit-batches", type=int, default=None, help="only the first N batches")
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.set_defaults(func=_attention)

@@ -1,0 +1,121 @@
+"""How sharp and how well placed a teacher's temporal attention is, under sharpening options.
+
+For each choice of rollout layers the teacher runs once over a split; for each temperature its
+a_T is sharpened (`p^(1/T)`, renormalised, as `losses.temporal_kd.teacher_temperature` does) and
+summarised: mean entropy (and the uniform entropy for reference), the fraction of clips whose
+argmax lies inside the true span, and the mean attention mass inside the span.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from distill.losses.base import sharpen
+from distill.losses.temporal import entropy
+from distill.module import argmax_inside_span
+
+
+def mass_inside_span(a: Tensor, spans: Tensor, clip_seconds: float) -> Tensor | None:
+    """Mean attention mass on the time bins covered by the true spans (bins weighted by their
+    covered fraction), over the clips that have a span; None when none has."""
+    steps = a.shape[-1]
+    edges = torch.linspace(0, clip_seconds, steps + 1, dtype=a.dtype)
+    lo, hi = edges[:-1], edges[1:]
+    overlap = (torch.minimum(hi, spans[..., 1:2]) - torch.maximum(lo, spans[..., 0:1])).clamp_min(0)
+    covered = (torch.nan_to_num(overlap, nan=0.0).sum(dim=1) / (hi - lo)).clamp(max=1.0)
+    has_span = covered.sum(dim=1) > 0
+    if not bool(has_span.any()):
+        return None
+    return (a * covered).sum(dim=1)[has_span].mean()
+
+
+def parse_layers(text: str) -> list[int] | None:
+    """`all` -> None; `2,3` or `-1` -> a list of layer indices."""
+    if text.strip() == "all":
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise ValueError(f"--layers {text!r}: expected 'all' or comma-separated integers") from err
+
+
+@torch.no_grad()
+def collect_attention(teacher: Any, loader: Any, limit_batches: int | None = None) -> dict:
+    """The teacher's rolled-out attention (N, T_t) and the spans (N, S, 2) over a loader."""
+    attention, spans = [], []
+    for k, batch in enumerate(loader):
+        if limit_batches is not None and k >= limit_batches:
+            break
+        if batch.get("spans") is None:
+            raise ValueError("the data has no keyword/event spans: nothing to place attention in")
+        attention.append(teacher(batch["waveform"]).attention.float())
+        spans.append(batch["spans"].float())
+    width = max(s.shape[1] for s in spans)
+    pad = torch.nn.functional.pad
+    spans = [pad(s, (0, 0, 0, width - s.shape[1]), value=math.nan) for s in spans]
+    return {"attention": torch.cat(attention), "spans": torch.cat(spans)}
+
+
+def summarise(attention: Tensor, spans: Tensor, clip_seconds: float, temperature: float) -> dict:
+    """Entropy, argmax-in-span and mass-in-span of `attention` sharpened at `temperature`."""
+    a = sharpen(attention, temperature)
+    inside = argmax_inside_span(a, spans, clip_seconds)
+    mass = mass_inside_span(a, spans, clip_seconds)
+    return {
+        "temperature": temperature,
+        "entropy": float(entropy(a).mean()),
+        "uniform_entropy": math.log(a.shape[-1]),
+        "argmax_in_span": None if inside is None else float(inside),
+        "mass_in_span": None if mass is None else float(mass),
+        "clips": int(a.shape[0]),
+    }
+
+
+def attention_table(
+    cfg: DictConfig,
+    split: str = "test",
+    temperatures: Sequence[float] = (1.0, 0.5, 0.25),
+    layer_sets: Sequence[list[int] | None] = (None,),
+    limit_batches: int | None = None,
+) -> list[dict]:
+    """One row per (rollout layers, temperature) for the recipe's teacher on `split`."""
+    from distill.data import build_datamodule
+    from distill.teacher_setup import load_teacher_for
+
+    teacher = load_teacher_for(cfg)
+    if teacher is None:
+        raise ValueError("teacher.kind=none: there is no teacher attention to inspect")
+    datamodule = build_datamodule(cfg.data)
+    rows = []
+    for layers in layer_sets:
+        teacher.layers = None if layers is None else list(layers)
+        got = collect_attention(teacher, datamodule.dataloader(split), limit_batches)
+        for t in temperatures:
+            row = summarise(got["attention"], got["spans"], cfg.data.clip_seconds, t)
+            rows.append({"layers": "all" if layers is None else ",".join(map(str, layers)), **row})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table."""
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.1f} %"
+
+    lines = [
+        "| rollout layers | temperature | entropy (nats) | uniform | argmax in span "
+        "| mass in span |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layers']} | {r['temperature']:g} | {r['entropy']:.2f} | "
+            f"{r['uniform_entropy']:.2f} | {pct(r['argmax_in_span'])} | {pct(r['mass_in_span'])} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Teacher attention summaries: mass in span by hand, sharpening, and the command end to end."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.teacher_attention import attention_table, mass_inside_span, parse_layers, summarise
+from tests.distill.test_fit import tiny_recipe
+
+
+def test_mass_inside_span_by_hand() -> None:
+    # 4 bins of 0.5 s over 2 s; span 0.25-1.0 s covers half of bin 0 and all of bin 1.
+    a = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    spans = torch.tensor([[[0.25, 1.0]], [[math.nan, math.nan]]])
+    assert float(mass_inside_span(a, spans, 2.0)) == pytest.approx(0.5 * 0.4 + 0.3)
+    assert mass_inside_span(a[1:], spans[1:], 2.0) is None
+
+
+def test_sharpening_lowers_entropy_and_keeps_the_argmax() -> None:
+    a = torch.tensor([[0.1, 0.6, 0.2, 0.1]])
+    spans = torch.tensor([[[0.5, 1.0]]])
+    flat, sharp = summarise(a, spans, 2.0, 1.0), summarise(a, spans, 2.0, 0.5)
+    p = torch.tensor([0.01, 0.36, 0.04, 0.01]) / 0.42  # a^2, renormalised
+    assert sharp["entropy"] == pytest.approx(float(-(p * p.log()).sum()), rel=1e-5)
+    assert sharp["entropy"] < flat["entropy"]
+    assert sharp["argmax_in_span"] == flat["argmax_in_span"] == 1.0
+    assert sharp["mass_in_span"] == pytest.approx(0.36 / 0.42, rel=1e-5)
+    assert flat["uniform_entropy"] == pytest.approx(math.log(4))
+
+
+def test_parse_layers() -> None:
+    assert parse_layers("all") is None
+    assert parse_layers("2,3") == [2, 3]
+    with pytest.raises(ValueError, match="--layers 'last'"):
+        parse_layers("last")
+
+
+def test_table_over_a_saved_teacher(tiny_kws_bank: Path, tmp_path: Path) -> None:
+    from distill.data import build_datamodule
+    from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+
+    cfg = tiny_recipe(tiny_kws_bank, tmp_path)
+    names = build_datamodule(cfg.data).class_names
+    SpectrogramTransformerTeacher.from_preset("tiny", class_names=names).save_pretrained(
+        cfg.teacher.path
+    )
+    rows = attention_table(cfg, "test", [1.0, 0.5], [None, [-1]], limit_batches=1)
+    assert [(r["layers"], r["temperature"]) for r in rows] == [
+        ("all", 1.0), ("all", 0.5), ("-1", 1.0), ("-1", 0.5)
+    ]  # fmt: skip
+    for flat, sharp in (rows[0:2], rows[2:4]):
+        assert sharp["entropy"] < flat["entropy"] <= flat["uniform_entropy"] + 1e-6
+        assert 0.0 <= flat["mass_in_span"] <= 1.0
+        assert flat["argmax_in_span"] == sharp["argmax_in_span"]
