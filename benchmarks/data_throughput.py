@@ -3,10 +3,11 @@
 Builds a small synthetic keyword bank in a temporary folder (the real on-disk layout: word
 folders of sine-sweep "keywords", split lists, manifest.csv, _background_noise_ with
 noise_splits.csv), then for 4 s and 8 s clips measures, in one run:
-- loader clips/s: batches from `AudioDataModule.train_dataloader()` plus the log-mel Frontend;
-- training clips/s: forward + backward + SGD step of a student (students.create("tc_resnet8"),
-  or a tiny inline conv net when `students` is not importable) on features of the same shape;
-and prints the ratio loader/training (> 1: the loader keeps up with training).
+- loader clips/s: mixed waveform batches from `AudioDataModule.train_dataloader()`;
+- features clips/s: the log-mel Frontend on one batch, for each framing in `FRONTENDS`;
+- training clips/s: forward + backward + SGD step of TC-ResNet8 on features of that shape;
+and prints the ratio pipeline/training, where the pipeline is loader then features in series
+as in training (> 1: the data side keeps up with training).
 
 Usage: python benchmarks/data_throughput.py [--workers 2] [--batch-size 32] [--batches 8]
 """
@@ -77,42 +78,15 @@ def write_bank(root: Path, speakers: int = 48, noise_seconds: float = 30.0) -> N
     (root / "dataset.json").write_text(json.dumps({"kind": "synth_kws", "note": "benchmark"}))
 
 
-class TinyConv(nn.Module):
-    """Fallback student: two 1-D convs over time on (B, F, T) features."""
-
-    def __init__(self, n_features: int, num_classes: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv1d(n_features, 32, 9, stride=2, padding=4),
-            nn.BatchNorm1d(32),
-            nn.ReLU(),
-            nn.Conv1d(32, 48, 9, stride=2, padding=4),
-            nn.BatchNorm1d(48),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool1d(1),
-            nn.Flatten(),
-            nn.Linear(48, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+FRONTENDS = {  # name -> Frontend kwargs
+    "10 ms hop, n_fft 512 (BC-ResNet default)": {},
+    "20 ms hop, n_fft 640 (kws recipes)": {"n_fft": 640, "win_length": 640, "hop_length": 320},
+    "20 ms hop, n_fft 1024 (demo)": {"n_fft": 1024, "win_length": 640, "hop_length": 320},
+}
 
 
-def make_student(n_features: int, num_classes: int) -> tuple[nn.Module, str]:
-    try:
-        import students
-
-        create = getattr(students, "create", None)
-        if create is None:  # the package may not re-export it (yet)
-            from students.registry import create
-        return create("tc_resnet8", num_classes=num_classes, n_features=n_features), "tc_resnet8"
-    except Exception as err:  # students not built yet: say so, use the inline model
-        print(f"note: students.create('tc_resnet8') unavailable ({err!r}); using TinyConv")
-        return TinyConv(n_features, num_classes), "tiny inline conv"
-
-
-def loader_rate(dm, frontend, batches: int) -> float:
-    """Clips/s of train batches including the frontend (first batch excluded: worker start).
+def loader_rate(dm, batches: int) -> float:
+    """Clips/s of train batches (mixing, no features; first batch excluded: worker start).
 
     One loader is reused across epochs, as Lightning does (a new loader restarts its workers).
     """
@@ -126,10 +100,18 @@ def loader_rate(dm, frontend, batches: int) -> float:
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        with torch.no_grad():
-            frontend(batch["waveform"])
         clips += batch["waveform"].shape[0]
     return clips / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def frontend_rate(frontend: nn.Module, wave: torch.Tensor, repeats: int = 5) -> float:
+    """Clips/s of the feature transform on one batch of waveforms (after one warm-up call)."""
+    frontend(wave)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        frontend(wave)
+    return repeats * wave.shape[0] / (time.perf_counter() - start)
 
 
 def train_rate(model: nn.Module, feats: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
@@ -163,6 +145,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
 
+    import students
     from distill.config.schema import DataConfig
     from distill.data import build_datamodule
     from distill.data.frontend import Frontend
@@ -170,13 +153,14 @@ def main() -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(
         f"torch {torch.__version__}, training on {device}, {args.workers} loader worker(s), "
-        f"batch {args.batch_size}"
+        f"batch {args.batch_size}, {torch.get_num_threads()} torch thread(s)"
     )
+    header = ["clip", "frontend", "loader", "features", "pipeline", "training", "ratio"]
+    print("clips/s; pipeline = loader then features in series; ratio = pipeline / training")
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth_kws"
         write_bank(root)
-        frontend = Frontend()
-        print(f"{'clip':>5} {'loader clips/s':>15} {'train clips/s':>14} {'ratio':>7}  student")
         for seconds in (4.0, 8.0):
             dm = build_datamodule(
                 DataConfig(
@@ -187,14 +171,20 @@ def main() -> int:
                     num_workers=args.workers,
                 )
             )
-            load = loader_rate(dm, frontend, args.batches)
+            load = loader_rate(dm, args.batches)
             wave = torch.randn(args.batch_size, dm.clip_samples)
-            with torch.no_grad():
-                feats = frontend(wave)
-            model, name = make_student(feats.shape[1], dm.num_classes)
             labels = torch.randint(0, dm.num_classes, (args.batch_size,))
-            train = train_rate(model, feats, labels, args.steps)
-            print(f"{seconds:>4.0f}s {load:>15.1f} {train:>14.1f} {load / train:>7.2f}  {name}")
+            for name, kwargs in FRONTENDS.items():
+                frontend = Frontend(**kwargs)
+                feats_rate = frontend_rate(frontend, wave)
+                with torch.no_grad():
+                    feats = frontend(wave)
+                model = students.create("tc_resnet8", num_classes=dm.num_classes, n_features=40)
+                train = train_rate(model, feats, labels, args.steps)
+                pipeline = 1.0 / (1.0 / load + 1.0 / feats_rate)
+                cells = [f"{seconds:g} s", name, f"{load:.0f}", f"{feats_rate:.0f}"]
+                cells += [f"{pipeline:.0f}", f"{train:.0f}", f"{pipeline / train:.2f}"]
+                print("| " + " | ".join(cells) + " |")
     return 0
 
 
