@@ -81,13 +81,14 @@ def espeak_voices() -> list[str]:
 
 @lru_cache(maxsize=1)
 def flite_voices() -> tuple[str, ...]:
-    """Voices of the `flite` program, as `flite:<name>`; empty when flite is not installed."""
+    """Voices of the `flite` program, as `flite:<name>`; empty when flite is not installed.
+    Limited-domain voices (`awb_time`: a talking clock) are left out: they cannot say words."""
     exe = shutil.which("flite")
     if exe is None:
         return ()
     out = subprocess.run([exe, "-lv"], capture_output=True, text=True, check=True).stdout
     names = out.split(":", 1)[-1].split()
-    return tuple(f"flite:{n}" for n in names if n)
+    return tuple(f"flite:{n}" for n in names if n and not n.endswith("_time"))
 
 
 def engine_report() -> dict[str, int | str]:
