@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
-from torch import Tensor
+from torch import Tensor, nn
 
 from distill.classifier_module import ClassifierModule
 from distill.data.augment import build_specaugment
@@ -107,6 +107,30 @@ def new_teacher(cfg: DictConfig, class_names: list[str]) -> Any:
     return teachers.create(cfg.teacher.kind, class_names=list(class_names), **options)
 
 
+class _ClassifyPath(nn.Module):
+    def __init__(self, teacher: Any) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return self.teacher.classify(waveform)
+
+
+def teacher_macs(teacher: Any, samples: int) -> int:
+    """MACs of classifying one clip: from features for a spectrogram teacher (as the students'
+    MACs and `distill bench` count them), from the waveform otherwise."""
+    import copy
+
+    from distill.quant.bench import TeacherClassifier
+
+    if not hasattr(getattr(teacher, "frontend", None), "n_features"):
+        return count_macs(_ClassifyPath(teacher), (1, samples))
+    wrapper = TeacherClassifier(copy.deepcopy(teacher)).eval()
+    with torch.no_grad():
+        shape = wrapper.teacher_frontend(torch.zeros(1, samples)).shape
+    return count_macs(wrapper, tuple(shape))
+
+
 def teacher_latency(teacher: Any, samples: int, runs: int = 30) -> float | None:
     """Median batch-1 latency (ms, onnxruntime, 1 thread) of the teacher's classify path on
     features, like the students'; None for a teacher without a spectrogram frontend."""
@@ -161,7 +185,7 @@ def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         "recipe": cfg.name,
         "teacher_path": str(cfg.teacher.path),
         "params": n_params,
-        "macs": count_macs(teacher, (1, samples)),
+        "macs": teacher_macs(teacher, samples),
         "clip_seconds": cfg.data.clip_seconds,
         "best_val": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
         "test": {k: float(v) for k, v in test.items()},

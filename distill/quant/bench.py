@@ -91,7 +91,8 @@ def bench_run(
         path, t_shape, wrapper = export_teacher(
             teacher, out / "teacher.onnx", samples, int(module.cfg.export.opset)
         )
-        rows.append(_row("teacher", path, t_shape, _params(teacher), count_macs(wrapper, t_shape)))
+        t_macs = count_macs(wrapper, (1, *t_shape[1:]))  # per clip, like the students'
+        rows.append(_row("teacher", path, t_shape, _params(teacher), t_macs))
     for name, entry in report["files"].items():
         rows.append(_row(f"student {name}", Path(entry["path"]), shape, params, macs))
     for row in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import students
 
@@ -78,3 +79,24 @@ def test_count_params_skips_frozen_and_macs_restore_mode() -> None:
     assert model.training
     with pytest.raises(ValueError, match="input_shape"):
         students.count_macs(model, (1, 40, 0))
+
+
+def test_macs_count_fused_attention() -> None:
+    class Attend(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, H, L, E)
+            return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+    # q @ k^T and a @ v: 2 * H * L * L * E multiply-accumulates per clip.
+    assert students.count_macs(Attend(), (1, 2, 10, 8)) == 2 * 2 * 10 * 10 * 8
+
+
+def test_teacher_macs_match_between_teach_and_bench() -> None:
+    from distill.quant.bench import TeacherClassifier
+    from distill.teach import teacher_macs
+    from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+
+    teacher = SpectrogramTransformerTeacher.from_preset("tiny", class_names=["a", "b"]).eval()
+    wrapper = TeacherClassifier(SpectrogramTransformerTeacher(teacher.config)).eval()
+    frames = wrapper.teacher_frontend(torch.zeros(1, 16000)).shape
+    assert teacher_macs(teacher, 16000) == students.count_macs(wrapper, tuple(frames))
+    assert teacher_macs(teacher, 32000) > 1.9 * teacher_macs(teacher, 16000)
