@@ -57,3 +57,16 @@ def evaluate_checkpoint(
         "split": split,
         "metrics": {k.replace(f"{split_name}/", f"{split}/"): float(v) for k, v in result.items()},
     }
+
+
+def checkpoint_evidence(checkpoint: str | Path, split: str = "test") -> dict[str, Any]:
+    """Where the checkpoint's plain student finds its class evidence in time (see
+    `distill.evidence`): the fraction of clips whose evidence peaks inside the true span."""
+    from distill.data import build_datamodule
+    from distill.evidence import evidence_in_span
+
+    module = DistillModule.load_from_checkpoint(
+        str(checkpoint), map_location="cpu", weights_only=False
+    )
+    loader = build_datamodule(module.cfg.data).dataloader(split)
+    return {f"{split}/{k}": v for k, v in evidence_in_span(module, loader).items()}

@@ -55,6 +55,10 @@ def _eval(args: argparse.Namespace) -> int:
     from distill.evaluate import evaluate_checkpoint
 
     results = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides)
+    if args.evidence:
+        from distill.evaluate import checkpoint_evidence
+
+        results["metrics"].update(checkpoint_evidence(args.checkpoint, split=args.split))
     print(json.dumps(results, indent=2))
     return 0
 
@@ -93,6 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on a split")
     p.add_argument("checkpoint", help="a .ckpt written by `distill fit`")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--evidence",
+        action="store_true",
+        help="also report where the student's class evidence peaks in time (GAP + linear "
+        "students such as TC-ResNet; needs spans in the data)",
+    )
     p.add_argument(
         "overrides",
         nargs="*",

@@ -1,0 +1,59 @@
+"""Where a student finds its class evidence in time, without any attention head.
+
+For students whose head is a global average pool followed by a linear layer (`forward_features`
+gives the (B, C, [F,] T') map, `fc` the classifier, as in TC-ResNet), the predicted class's
+score decomposes over time: logit_c = mean_t w_c . f_t. Its per-step terms (a class activation
+map over time) show where the plain student looks, so it can be compared with the teacher's
+attention and with the heads trained by temporal KD.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from distill.module import argmax_inside_span
+
+
+def class_activation(student: nn.Module, feats: Tensor) -> Tensor:
+    """(B, T') contribution of each time step to the predicted class's logit."""
+    fc = getattr(student, "fc", None)
+    if not hasattr(student, "forward_features") or not isinstance(fc, nn.Linear):
+        raise TypeError(
+            f"{type(student).__name__} has no global-pool + linear head (`forward_features` and "
+            "an `fc` nn.Linear): its evidence over time cannot be read this way"
+        )
+    fmap = student.forward_features(feats)
+    if fmap.dim() == 4:
+        fmap = fmap.mean(dim=2)
+    if fmap.dim() != 3 or fmap.shape[1] != fc.in_features:
+        raise ValueError(f"feature map of shape {tuple(fmap.shape)} does not feed `fc` directly")
+    predicted = student(feats).argmax(dim=1)
+    return torch.einsum("bct,bc->bt", fmap, fc.weight[predicted])
+
+
+@torch.no_grad()
+def evidence_in_span(module: Any, loader: Any) -> dict[str, float]:
+    """Fraction of clips (with a span) whose class-activation argmax lies inside the true span,
+    and the number of clips counted, over a loader of the module's data."""
+    was_training = module.student.training
+    module.student.eval()
+    inside, counted = 0.0, 0
+    try:
+        for batch in loader:
+            if batch.get("spans") is None:
+                raise ValueError("the data has no spans: nothing to place the evidence in")
+            cam = class_activation(module.student, module.features(batch["waveform"]))
+            has = ~torch.isnan(batch["spans"][..., 0]).all(dim=-1)
+            frac = argmax_inside_span(cam, batch["spans"], module.clip_seconds)
+            if frac is not None:
+                inside += float(frac) * int(has.sum())
+                counted += int(has.sum())
+    finally:
+        module.student.train(was_training)
+    return {
+        "evidence_in_span": inside / counted if counted else float("nan"),
+        "evidence_clips": counted,
+    }
