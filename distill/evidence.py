@@ -20,17 +20,18 @@ from distill.module import argmax_inside_span
 def class_activation(student: nn.Module, feats: Tensor) -> Tensor:
     """(B, T') contribution of each time step to the predicted class's logit."""
     fc = getattr(student, "fc", None)
-    if not hasattr(student, "forward_features") or not isinstance(fc, nn.Linear):
+    has_parts = hasattr(student, "forward_features") and hasattr(student, "forward_head")
+    if not has_parts or not isinstance(fc, nn.Linear):
         raise TypeError(
-            f"{type(student).__name__} has no global-pool + linear head (`forward_features` and "
-            "an `fc` nn.Linear): its evidence over time cannot be read this way"
+            f"{type(student).__name__} has no global-pool + linear head (`forward_features`, "
+            "`forward_head` and an `fc` nn.Linear): its evidence over time cannot be read this way"
         )
     fmap = student.forward_features(feats)
+    predicted = student.forward_head(fmap).argmax(dim=1)
     if fmap.dim() == 4:
         fmap = fmap.mean(dim=2)
     if fmap.dim() != 3 or fmap.shape[1] != fc.in_features:
         raise ValueError(f"feature map of shape {tuple(fmap.shape)} does not feed `fc` directly")
-    predicted = student(feats).argmax(dim=1)
     return torch.einsum("bct,bc->bt", fmap, fc.weight[predicted])
 
 

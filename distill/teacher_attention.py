@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from distill.losses.base import sharpen
-from distill.losses.temporal import entropy
+from distill.losses.temporal import entropy, span_coverage
 from distill.module import argmax_inside_span
 
 
@@ -25,10 +25,8 @@ def mass_inside_span(a: Tensor, spans: Tensor, clip_seconds: float) -> Tensor | 
     """Mean attention mass on the time bins covered by the true spans (bins weighted by their
     covered fraction), over the clips that have a span; None when none has."""
     steps = a.shape[-1]
-    edges = torch.linspace(0, clip_seconds, steps + 1, dtype=a.dtype)
-    lo, hi = edges[:-1], edges[1:]
-    overlap = (torch.minimum(hi, spans[..., 1:2]) - torch.maximum(lo, spans[..., 0:1])).clamp_min(0)
-    covered = (torch.nan_to_num(overlap, nan=0.0).sum(dim=1) / (hi - lo)).clamp(max=1.0)
+    bin_seconds = clip_seconds / steps
+    covered = (span_coverage(spans.to(a.dtype), steps, clip_seconds) / bin_seconds).clamp(max=1.0)
     has_span = covered.sum(dim=1) > 0
     if not bool(has_span.any()):
         return None

@@ -29,6 +29,17 @@ class TemporalAttentionHead(nn.Module):
         return torch.softmax(self.logits(features), dim=-1)
 
 
+def span_coverage(spans: Tensor, steps: int, clip_seconds: float) -> Tensor:
+    """Seconds of each of `steps` equal time bins covered by the ground-truth spans (B, S, 2
+    seconds; NaN-padded), summed over a clip's spans: (B, steps)."""
+    edges = torch.linspace(0, clip_seconds, steps + 1, device=spans.device, dtype=spans.dtype)
+    lo, hi = edges[:-1], edges[1:]
+    onset = spans[..., 0:1]
+    offset = spans[..., 1:2]
+    overlap = (torch.minimum(hi, offset) - torch.maximum(lo, onset)).clamp_min(0)  # (B, S, steps)
+    return torch.nan_to_num(overlap, nan=0.0).sum(dim=1)
+
+
 def span_target(spans: Tensor, steps: int, clip_seconds: float) -> tuple[Tensor, Tensor]:
     """A box over the ground-truth spans (B, S, 2 seconds; NaN-padded) on `steps` equal time bins,
     each bin weighted by its overlap with the spans, normalised to a distribution (B, steps).
@@ -36,12 +47,7 @@ def span_target(spans: Tensor, steps: int, clip_seconds: float) -> tuple[Tensor,
     Returns (target, has_span): clips without a span inside the clip (e.g. `_silence_`) get an
     all-zero row and has_span False; the loss leaves them out.
     """
-    edges = torch.linspace(0, clip_seconds, steps + 1, device=spans.device, dtype=spans.dtype)
-    lo, hi = edges[:-1], edges[1:]
-    onset = spans[..., 0:1]
-    offset = spans[..., 1:2]
-    overlap = (torch.minimum(hi, offset) - torch.maximum(lo, onset)).clamp_min(0)  # (B, S, steps)
-    mass = torch.nan_to_num(overlap, nan=0.0).sum(dim=1)
+    mass = span_coverage(spans, steps, clip_seconds)
     total = mass.sum(dim=1, keepdim=True)
     has_span = total.squeeze(1) > 0
     return mass / total.clamp_min(1e-12), has_span
