@@ -1,8 +1,10 @@
-"""TeacherCache: teacher logits, temporal attention (and hidden states) computed once per clip.
+"""Record caches: per-split memory-mappable records checked against a fingerprint.
 
-One memory-mappable `<split>.npy` (a structured record per clip) and a `<split>.json` index
-(clip ids, fingerprint, shapes) per split. Files are written under temporary names and renamed;
-the index is written last, so a killed build never leaves a split that looks complete.
+`RecordCache` is one `<split>.npy` (a structured record per clip) and a `<split>.json` index
+(clip ids, fingerprint) per split. Files are written under temporary names and renamed; the
+index is written last, so a killed build never leaves a split that looks complete.
+`TeacherCache` holds teacher logits, temporal attention (and hidden states) per clip; the
+feature cache (`distill.feature_cache`) holds student input features.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from torch import Tensor
 
 FINGERPRINT_PARTS = ("teacher", "rollout", "data", "crop")
 
+Rows = Iterable[tuple[list[str], dict[str, np.ndarray]]]
+
 
 class StaleCacheError(RuntimeError):
-    """The cache on disk was built for another teacher, dataset or crop policy."""
+    """The cache on disk was built for another teacher, dataset, crop policy or frontend."""
 
 
 @dataclass
@@ -59,20 +63,59 @@ def sha256_of_files(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _record_dtype(num_classes: int, steps: int, hidden_dim: int | None) -> np.dtype:
-    fields = [("logits", np.float32, (num_classes,)), ("attention", np.float32, (steps,))]
-    if hidden_dim:
-        fields.append(("hidden", np.float16, (steps, hidden_dim)))
-    return np.dtype(fields)
+def write_records(
+    records_path: Path, index_path: Path, rows: Rows, total: int, index: dict, what: str
+) -> None:
+    """Write `total` records `(clip_ids, {field: array})` and then their index, atomically.
+
+    The record dtype is taken from the first batch's arrays (their dtypes and trailing shapes).
+    `what` names the cache in errors.
+    """
+    records_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_records = records_path.with_name(f".{records_path.name}.{os.getpid()}.tmp")
+    index_path.unlink(missing_ok=True)  # the old split stops looking complete right away
+    clip_ids: list[str] = []
+    array = None
+    try:
+        for ids, arrays in rows:
+            if array is None:
+                dtype = np.dtype([(k, a.dtype, a.shape[1:]) for k, a in arrays.items()])
+                array = np.lib.format.open_memmap(
+                    tmp_records, mode="w+", dtype=dtype, shape=(total,)
+                )
+            start, stop = len(clip_ids), len(clip_ids) + len(ids)
+            if stop > total:
+                raise ValueError(f"{what} got more than the {total} clips announced")
+            for name, values in arrays.items():
+                array[name][start:stop] = values
+            clip_ids.extend(ids)
+        if len(clip_ids) != total:
+            raise ValueError(f"{what} got {len(clip_ids)} clips, expected {total}")
+        if len(set(clip_ids)) != len(clip_ids):
+            raise ValueError(f"{what}: clip ids are not unique")
+        array.flush()
+        del array
+        os.replace(tmp_records, records_path)
+        tmp_index = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
+        tmp_index.write_text(json.dumps({**index, "clip_ids": clip_ids, "complete": True}))
+        os.replace(tmp_index, index_path)
+    finally:
+        tmp_records.unlink(missing_ok=True)
 
 
-class TeacherCache:
-    """A folder of per-split teacher outputs, checked against the expected fingerprint."""
+class RecordCache:
+    """A folder of per-split records, checked against the expected fingerprint."""
+
+    #: how errors name this cache, and the command that builds / rebuilds it
+    what = "cache"
+    build_hint = ""
+    rebuild_hint = ""
+    parts: tuple[str, ...] = ()
 
     def __init__(self, directory: str | Path, fingerprint: dict[str, str]) -> None:
         self.directory = Path(directory)
         self.fingerprint = dict(fingerprint)
-        self._splits: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
+        self._splits: dict[str, tuple[np.ndarray, dict]] = {}
 
     def paths(self, split: str) -> tuple[Path, Path]:
         """(records file, index file) of a split."""
@@ -91,43 +134,74 @@ class TeacherCache:
         records, index_path = self.paths(split)
         if not index_path.is_file() or not records.is_file():
             raise FileNotFoundError(
-                f"teacher cache for split '{split}' is missing or incomplete in {self.directory} "
-                "(build it with `distill cache RECIPE`)"
+                f"{self.what} for split '{split}' is missing or incomplete in {self.directory}"
+                f"{self.build_hint}"
             )
         index = json.loads(index_path.read_text())
         cached = index.get("fingerprint", {})
-        changed = [p for p in FINGERPRINT_PARTS if cached.get(p) != self.fingerprint.get(p)]
+        changed = [p for p in self.parts if cached.get(p) != self.fingerprint.get(p)]
         if changed:
             detail = "; ".join(
                 f"{p} changed (cached {cached.get(p)}, now {self.fingerprint.get(p)})"
                 for p in changed
             )
-            raise StaleCacheError(
-                f"teacher cache {index_path} is stale: {detail}. Rebuild it with "
-                "`distill cache RECIPE --rebuild`"
-            )
+            raise StaleCacheError(f"{self.what} {index_path} is stale: {detail}{self.rebuild_hint}")
         return index
 
-    def open(self, split: str) -> None:
-        """Memory-map a split for lookups."""
-        index = self.check(split)
-        records = np.load(self.paths(split)[0], mmap_mode="r")
-        if len(records) != len(index["clip_ids"]):
-            raise StaleCacheError(
-                f"teacher cache {self.paths(split)[0]} holds {len(records)} records but its index "
-                f"lists {len(index['clip_ids'])} clips: rebuild it"
-            )
-        self._splits[split] = (records, {cid: i for i, cid in enumerate(index["clip_ids"])})
+    def open(self, split: str) -> tuple[np.ndarray, dict]:
+        """Memory-map a split: (records, index)."""
+        if split not in self._splits:
+            index = self.check(split)
+            records = np.load(self.paths(split)[0], mmap_mode="r")
+            if len(records) != len(index["clip_ids"]):
+                raise StaleCacheError(
+                    f"{self.what} {self.paths(split)[0]} holds {len(records)} records but its "
+                    f"index lists {len(index['clip_ids'])} clips: rebuild it"
+                )
+            self._splits[split] = (records, index)
+        return self._splits[split]
+
+    def write_rows(self, split: str, rows: Rows, total: int, **index: object) -> Path:
+        """Write a split's records atomically (extra `index` entries are kept in its index)."""
+        records_path, index_path = self.paths(split)
+        self._write(records_path, index_path, rows, total, index, split)
+        return records_path
+
+    def _write(self, records_path, index_path, rows, total, index, split) -> None:
+        index = {"fingerprint": self.fingerprint, **index}
+        write_records(records_path, index_path, rows, total, index, f"{self.what} '{split}'")
+        self._splits.pop(split, None)
+
+
+def _teacher_arrays(out: object, with_hidden: bool) -> dict[str, np.ndarray]:
+    arrays = {
+        "logits": out.logits.detach().float().cpu().numpy(),
+        "attention": out.attention.detach().float().cpu().numpy(),
+    }
+    if with_hidden:
+        if out.hidden is None:
+            raise ValueError("the hint loss needs hidden states; the teacher gave none")
+        arrays["hidden"] = out.hidden.detach().cpu().numpy().astype(np.float16)
+    return arrays
+
+
+class TeacherCache(RecordCache):
+    """Teacher logits, temporal attention (and hidden states) per clip and split."""
+
+    what = "teacher cache"
+    build_hint = " (build it with `distill cache RECIPE`)"
+    rebuild_hint = ". Rebuild it with `distill cache RECIPE --rebuild`"
+    parts = FINGERPRINT_PARTS
 
     def lookup(
         self, split: str, clip_ids: list[str], device: torch.device | str = "cpu"
     ) -> CachedTeacherOutput:
         """Teacher outputs of the given clips, in order."""
-        if split not in self._splits:
-            self.open(split)
-        records, position = self._splits[split]
+        records, index = self.open(split)
+        if "position" not in index:
+            index["position"] = {cid: i for i, cid in enumerate(index["clip_ids"])}
         try:
-            rows = np.array([position[c] for c in clip_ids])
+            rows = np.array([index["position"][c] for c in clip_ids])
         except KeyError as err:
             raise KeyError(
                 f"clip {err.args[0]!r} is not in the teacher cache for split '{split}' "
@@ -164,25 +238,18 @@ class TeacherCache:
                 )
         total = sum(len(index["clip_ids"]) for index in indices)
 
-        def batches():
+        def rows() -> Rows:
             for (records_path, _), index in zip(shards, indices):
                 records = np.load(records_path, mmap_mode="r")
-                hidden = records["hidden"] if "hidden" in records.dtype.names else None
                 for start in range(0, len(records), 1024):
-                    stop = start + 1024
+                    chunk = records[start : start + 1024]
                     yield (
-                        index["clip_ids"][start:stop],
-                        CachedTeacherOutput(
-                            torch.from_numpy(np.array(records["logits"][start:stop])),
-                            torch.from_numpy(np.array(records["attention"][start:stop])),
-                            None
-                            if hidden is None
-                            else torch.from_numpy(np.array(hidden[start:stop])),
-                        ),
+                        index["clip_ids"][start : start + 1024],
+                        {name: np.array(chunk[name]) for name in records.dtype.names},
                     )
 
         with_hidden = indices[0].get("with_hidden", False)
-        out = self.write(split, batches(), total, with_hidden=with_hidden)
+        out = self.write_rows(split, rows(), total, with_hidden=with_hidden)
         for records_path, index_path in shards:
             index_path.unlink()
             records_path.unlink()
@@ -198,52 +265,9 @@ class TeacherCache:
     ) -> Path:
         """Write teacher outputs `(clip_ids, TeacherOutput)` for `total` clips atomically; with
         `shard=(rank, world)` write that rank's shard, to be combined by `merge`."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        rows = ((ids, _teacher_arrays(out, with_hidden)) for ids, out in batches)
         if shard is None:
-            records_path, index_path = self.paths(split)
-        else:
-            records_path, index_path = self.shard_paths(split, *shard)
-        tmp_records = records_path.with_name(f".{records_path.name}.{os.getpid()}.tmp")
-        index_path.unlink(missing_ok=True)  # the old split stops looking complete right away
-        clip_ids: list[str] = []
-        array = None
-        try:
-            for ids, out in batches:
-                if array is None:
-                    hidden_dim = out.hidden.shape[-1] if with_hidden else None
-                    if with_hidden and out.hidden is None:
-                        raise ValueError("the hint loss needs hidden states; the teacher gave none")
-                    dtype = _record_dtype(out.logits.shape[1], out.attention.shape[1], hidden_dim)
-                    array = np.lib.format.open_memmap(
-                        tmp_records, mode="w+", dtype=dtype, shape=(total,)
-                    )
-                start, stop = len(clip_ids), len(clip_ids) + len(ids)
-                if stop > total:
-                    raise ValueError(f"teacher cache got more than the {total} clips announced")
-                array["logits"][start:stop] = out.logits.detach().float().cpu().numpy()
-                array["attention"][start:stop] = out.attention.detach().float().cpu().numpy()
-                if with_hidden:
-                    array["hidden"][start:stop] = out.hidden.detach().cpu().numpy()
-                clip_ids.extend(ids)
-            if len(clip_ids) != total:
-                raise ValueError(
-                    f"teacher cache for split '{split}' got {len(clip_ids)} clips, expected {total}"
-                )
-            if len(set(clip_ids)) != len(clip_ids):
-                raise ValueError(f"teacher cache for split '{split}': clip ids are not unique")
-            array.flush()
-            del array
-            os.replace(tmp_records, records_path)
-            index = {
-                "clip_ids": clip_ids,
-                "fingerprint": self.fingerprint,
-                "complete": True,
-                "with_hidden": with_hidden,
-            }
-            tmp_index = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
-            tmp_index.write_text(json.dumps(index))
-            os.replace(tmp_index, index_path)
-        finally:
-            tmp_records.unlink(missing_ok=True)
-        self._splits.pop(split, None)
+            return self.write_rows(split, rows, total, with_hidden=with_hidden)
+        records_path, index_path = self.shard_paths(split, *shard)
+        self._write(records_path, index_path, rows, total, {"with_hidden": with_hidden}, split)
         return records_path

@@ -147,6 +147,12 @@ class DistillModule(ClassifierModule):
                 "teacher_attention": out.attention,
                 "teacher_hidden": out.hidden,
             }
+        if "waveform" not in batch:
+            raise RuntimeError(
+                "the online teacher (teacher.cache=false) needs waveforms, but the batches hold "
+                "cached features (data.cache_features=true): use the teacher cache or turn the "
+                "feature cache off"
+            )
         with torch.no_grad():
             out = source(batch["waveform"])
         return {
@@ -156,7 +162,7 @@ class DistillModule(ClassifierModule):
         }
 
     def _step(self, batch: dict, split: str) -> tuple[Tensor, LossInputs, dict[str, Tensor]]:
-        feats = self.features(batch["waveform"])
+        feats = batch["features"] if "features" in batch else self.features(batch["waveform"])
         if split == "train" and self.specaugment is not None:
             feats = self.specaugment(feats)
         logits = self.student(feats)
@@ -174,7 +180,7 @@ class DistillModule(ClassifierModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         total, _, terms = self._step(batch, "train")
-        size = batch["waveform"].shape[0]
+        size = len(batch["clip_id"])
         self.log("train/loss", total, prog_bar=True, on_epoch=True, batch_size=size)
         for name, value in terms.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=size)
@@ -182,7 +188,7 @@ class DistillModule(ClassifierModule):
 
     def _eval_step(self, batch: dict, split: str) -> None:
         total, inputs, terms = self._step(batch, split)
-        size = batch["waveform"].shape[0]
+        size = len(batch["clip_id"])
         self.metrics[split].update(inputs.logits, batch["label"])
         self.log(f"{split}/loss", total, batch_size=size, sync_dist=True)
         for name, value in terms.items():

@@ -64,24 +64,17 @@ def check_class_names(teacher_names: list[str], data_names: list[str], where: An
         )
 
 
-def fingerprint(cfg: DictConfig, teacher: Any) -> dict[str, str]:
-    """What a cached teacher output depends on: weights, rollout, data manifest, crop/mixing."""
+def data_fingerprint(cfg: DictConfig) -> dict[str, str]:
+    """What a clip's audio depends on: the data files and listing, and the crop/mixing policy."""
     root = Path(cfg.data.root)
     data = cfg.data
     return {
-        "teacher": sha256_of_tensors(teacher.state_dict()),
-        "rollout": sha256_of_json(
-            {
-                "options": teacher.rollout_options(),
-                "class": type(teacher).__name__,
-                "sample_rate": teacher.sample_rate,
-            }
-        ),
         "data": sha256_of_json(
             {
                 "files": sha256_of_files(root / f for f in DATA_FILES),
                 "name": data.name,
                 "classes": data.classes,
+                "unknown_ratio": data.unknown_ratio,
                 "limit_train": data.limit_train,
                 "limit_eval": data.limit_eval,
             }
@@ -97,6 +90,21 @@ def fingerprint(cfg: DictConfig, teacher: Any) -> dict[str, str]:
                 "augment": OmegaConf.to_container(data.augment, resolve=True),
             }
         ),
+    }
+
+
+def fingerprint(cfg: DictConfig, teacher: Any) -> dict[str, str]:
+    """What a cached teacher output depends on: weights, rollout, data manifest, crop/mixing."""
+    return {
+        "teacher": sha256_of_tensors(teacher.state_dict()),
+        "rollout": sha256_of_json(
+            {
+                "options": teacher.rollout_options(),
+                "class": type(teacher).__name__,
+                "sample_rate": teacher.sample_rate,
+            }
+        ),
+        **data_fingerprint(cfg),
     }
 
 

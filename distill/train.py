@@ -109,6 +109,7 @@ def fit(
         teacher_dim=teacher_dim,
     )
     attach_teacher(module, cfg, teacher, datamodule)
+    serve_cached_features(cfg, module, datamodule)
     monitor = monitor_of(cfg, datamodule.task)
     ckpt = checkpoint_callback(run_dir, monitor, checkpoint_every_n_steps)
     trainer = build_trainer(cfg, run_dir, callbacks=[ckpt, *(extra_callbacks or [])])
@@ -125,6 +126,7 @@ def fit(
     if isinstance(module.teacher_source, torch.nn.Module):
         module.teacher_source.cpu()
     best_module.set_teacher_source(module.teacher_source)
+    datamodule.stop_serving()  # the samples keep waveforms
     dump_attention_samples(best_module, datamodule, run_dir / SAMPLES_FILE)
     best_module.detach_taps()
     save_student(best_module, run_dir / STUDENT_FILE)
@@ -156,6 +158,20 @@ def fit(
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(run_dir / "results.json")
     return results
+
+
+def serve_cached_features(cfg: DictConfig, module: DistillModule, datamodule: Any) -> None:
+    """With data.cache_features, build the feature cache and let the loaders serve it."""
+    if not cfg.data.cache_features:
+        return
+    if isinstance(module.teacher_source, torch.nn.Module):
+        raise ValueError(
+            "data.cache_features=true leaves no waveforms for the online teacher "
+            "(teacher.cache=false): use the teacher cache or set data.cache_features=false"
+        )
+    from distill.feature_cache import attach_feature_cache
+
+    attach_feature_cache(cfg, datamodule, module.frontend)
 
 
 def require_spans(dataset: Any, root: str) -> None:

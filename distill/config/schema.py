@@ -51,6 +51,10 @@ class DataConfig:
     snr_db: list[float] = field(default_factory=lambda: [-5.0, 20.0])
     crop: str = "center"  # how longer clips are cut at evaluation: center | start | random
     train_variants: int = 0  # fixed training mixtures per clip (0: new mixture every epoch)
+    # compute student features of the fixed clips once into a memory-mapped cache (needs fixed
+    # training audio, i.e. train_variants > 0 when mixing); "" keeps it in <run_dir>/feature_cache
+    cache_features: bool = False
+    feature_cache_dir: str = ""
     batch_size: int = 64
     num_workers: int = 0
     seed: int = 0

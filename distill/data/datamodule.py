@@ -106,6 +106,7 @@ class AudioDataModule(pl.LightningDataModule):
                 f"{c.batch_size} and {c.num_workers}"
             )
         self._datasets: dict[str, ClipDataset] = {}
+        self._served: dict[str, Any] = {}
         self._train_sampler: EpochSampler | None = None
 
     # ------------------------------------------------------------------ facts
@@ -212,11 +213,20 @@ class AudioDataModule(pl.LightningDataModule):
         for split in splits:
             self.dataset(split)
 
+    def serve(self, split: str, dataset: Any) -> None:
+        """Let the loaders of `split` read `dataset` (same indexing as the split's dataset, e.g.
+        `distill.feature_cache.CachedFeatures`) instead of the split's dataset."""
+        self._served[canonical_split(split)] = dataset
+
+    def stop_serving(self) -> None:
+        """Loaders read the clip datasets again (waveforms)."""
+        self._served.clear()
+
     # ------------------------------------------------------------------ loaders
     def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
         """A loader over `split` yielding collated batches (see `distill.data.base.collate`)."""
         split = canonical_split(split)
-        ds = self.dataset(split)
+        ds = self._served[split] if split in self._served else self.dataset(split)
         replicas, rank = 1, 0
         trainer = getattr(self, "trainer", None)
         if trainer is not None and split == "train" and trainer.world_size > 1:

@@ -69,7 +69,7 @@ def run_qat(
     from distill.module import DistillModule
     from distill.run import build_trainer, seed_everything
     from distill.teacher_setup import attach_teacher, check_class_names, load_teacher_for
-    from distill.train import monitor_of, save_student
+    from distill.train import monitor_of, save_student, serve_cached_features
 
     start = time.time()
     checkpoint = Path(checkpoint)
@@ -96,6 +96,7 @@ def run_qat(
     module._tap = student.taps[0] if has_feature_tap else None
     module._attention_tap = student.taps[-1] if has_attention_tap else None
     attach_teacher(module, cfg, teacher, datamodule)
+    serve_cached_features(cfg, module, datamodule)
     monitor = monitor_of(cfg, datamodule.task)
     keep = _KeepBest(monitor, out_dir / QAT_STATE)
     trainer = build_trainer(cfg, out_dir, callbacks=[keep], enable_checkpointing=False)
