@@ -159,10 +159,15 @@ class CachedFeatures(Dataset):
 
 
 def attach_feature_cache(
-    cfg: DictConfig, datamodule: Any, frontend: Frontend, splits: tuple[str, ...] = SPLITS
+    cfg: DictConfig,
+    datamodule: Any,
+    frontend: Frontend,
+    splits: tuple[str, ...] = SPLITS,
+    rebuild: bool = False,
 ) -> FeatureCache | None:
-    """With `data.cache_features`, build what is missing and let the datamodule's loaders serve
-    cached features; None when the option is off. Under DDP rank 0 builds, the others wait."""
+    """With `data.cache_features`, build what is missing (everything with `rebuild`) and let
+    the datamodule's loaders serve cached features; None when the option is off. Under DDP
+    rank 0 builds, the others wait."""
     if not cfg.data.cache_features:
         return None
     fp = feature_fingerprint(cfg)
@@ -171,7 +176,7 @@ def attach_feature_cache(
     for split in splits:
         dataset = datamodule.dataset(split)
         draws = variant_draws(dataset)
-        if rank == 0 and not cache.has(split):
+        if rank == 0 and (rebuild or not cache.has(split)):
             total = len(draws) * len(dataset)
             cache.write_rows(split, _rows(dataset, frontend, draws, cfg), total)
         _barrier(world)

@@ -23,16 +23,27 @@ def _teach(args: argparse.Namespace) -> int:
 def _cache(args: argparse.Namespace) -> int:
     from distill.config import load_recipe
     from distill.data import build_datamodule
+    from distill.data.frontend import build_frontend
+    from distill.feature_cache import attach_feature_cache
     from distill.teacher_setup import build_cache, check_class_names, load_teacher_for
 
     cfg = load_recipe(args.recipe, args.overrides)
     teacher = load_teacher_for(cfg)
-    if teacher is None:
-        raise SystemExit("distill cache: the recipe has teacher.kind=none; nothing to cache")
+    if teacher is None and not cfg.data.cache_features:
+        raise SystemExit(
+            "distill cache: the recipe has teacher.kind=none and data.cache_features=false; "
+            "nothing to cache"
+        )
     datamodule = build_datamodule(cfg.data)
-    check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
-    cache = build_cache(cfg, teacher, datamodule, rebuild=args.rebuild)
-    print(f"teacher cache ready in {cache.directory}")
+    if teacher is not None:
+        check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
+        cache = build_cache(cfg, teacher, datamodule, rebuild=args.rebuild)
+        print(f"teacher cache ready in {cache.directory}")
+    features = attach_feature_cache(
+        cfg, datamodule, build_frontend(cfg.frontend), rebuild=args.rebuild
+    )
+    if features is not None:
+        print(f"feature cache ready in {features.directory}")
     return 0
 
 
@@ -72,7 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>/<time>)")
     p.set_defaults(func=_teach)
 
-    p = subparsers.add_parser("cache", help="compute teacher outputs once per clip into a cache")
+    p = subparsers.add_parser(
+        "cache",
+        help="compute teacher outputs (and, with data.cache_features, student features) once "
+        "per clip into caches",
+    )
     _recipe_args(p)
     p.add_argument("--rebuild", action="store_true", help="recompute even if up to date")
     p.set_defaults(func=_cache)

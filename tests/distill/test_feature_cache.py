@@ -139,3 +139,20 @@ def test_online_teacher_with_cached_features_is_refused(
     teach(cfg)
     with pytest.raises(ValueError, match="no waveforms for the online teacher"):
         fit(cfg)
+
+
+def test_distill_cache_builds_features_without_a_teacher(
+    tiny_kws_bank: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from distill.cli import main
+
+    cfg = recipe(tiny_kws_bank, tmp_path)
+    path = tmp_path / "recipe.yaml"
+    OmegaConf.save(cfg, path)
+    assert main(["cache", str(path)]) == 0
+    assert "feature cache ready in" in capsys.readouterr().out
+    assert len(list((tmp_path / "features").glob("*/*.json"))) == 3
+    cfg.data.cache_features = False
+    OmegaConf.save(cfg, path)
+    with pytest.raises(SystemExit, match="nothing to cache"):
+        main(["cache", str(path)])
