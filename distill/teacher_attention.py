@@ -100,6 +100,31 @@ def attention_table(
     return rows
 
 
+@torch.no_grad()
+def attention_samples(cfg: DictConfig, split: str = "test", n: int = 6) -> dict:
+    """Waveforms, spans, labels, teacher predictions and a_T of the first `n` clips of `split`
+    (rollout over the recipe's layers), in the form `distill.plots.plot_attention` reads."""
+    from distill.data import build_datamodule
+    from distill.teacher_setup import load_teacher_for
+
+    teacher = load_teacher_for(cfg)
+    if teacher is None:
+        raise ValueError("teacher.kind=none: there is no teacher attention to plot")
+    datamodule = build_datamodule(cfg.data)
+    batch = next(iter(datamodule.dataloader(split)))
+    wave = batch["waveform"][:n]
+    out = teacher(wave)
+    return {
+        "waveform": wave.numpy(),
+        "spans": batch["spans"][:n].numpy(),
+        "labels": batch["label"][:n].numpy(),
+        "predictions": out.logits.argmax(-1).numpy(),
+        "teacher_attention": out.attention.float().numpy(),
+        "class_names": list(datamodule.class_names),
+        "clip_seconds": float(cfg.data.clip_seconds),
+    }
+
+
 def markdown(rows: list[dict]) -> str:
     """The rows as a markdown table."""
 

@@ -29,6 +29,14 @@ def _attention(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rows, indent=2) + "\n")
         print(f"rows written to {out}")
+    if args.plot:
+        from distill.plots import plot_attention
+        from distill.teacher_attention import attention_samples
+
+        cfg.teacher.rollout_layers = layer_sets[0]
+        samples = attention_samples(cfg, args.split)
+        heading = f"teacher {cfg.teacher.path}: rolled-out attention on {args.split} clips"
+        print(f"plot written to {plot_attention(samples, heading, Path(args.plot))}")
     return 0
 
 
@@ -53,4 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--limit-batches", type=int, default=None, help="only the first N batches")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="also plot a_T (first --layers choice) over the waveform of 3 clips to this PNG",
+    )
     p.set_defaults(func=_attention)

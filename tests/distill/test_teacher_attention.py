@@ -56,3 +56,27 @@ def test_table_over_a_saved_teacher(tiny_kws_bank: Path, tmp_path: Path) -> None
         assert sharp["entropy"] < flat["entropy"] <= flat["uniform_entropy"] + 1e-6
         assert 0.0 <= flat["mass_in_span"] <= 1.0
         assert flat["argmax_in_span"] == sharp["argmax_in_span"]
+
+
+def test_command_plots_teacher_attention(tiny_kws_bank: Path, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from distill.cli import main
+    from distill.data import build_datamodule
+    from distill.teacher_attention import attention_samples
+    from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+
+    cfg = tiny_recipe(tiny_kws_bank, tmp_path)
+    names = build_datamodule(cfg.data).class_names
+    teacher = SpectrogramTransformerTeacher.from_preset("tiny", class_names=names)
+    teacher.save_pretrained(cfg.teacher.path)
+    samples = attention_samples(cfg, "test", n=4)
+    assert samples["waveform"].shape == (4, 32000)
+    assert samples["teacher_attention"].shape[0] == 4
+    assert torch.allclose(torch.tensor(samples["teacher_attention"]).sum(-1), torch.ones(4))
+    recipe = tmp_path / "recipe.yaml"
+    OmegaConf.save(cfg, recipe)
+    png = tmp_path / "a_T.png"
+    args = ["attention", str(recipe), "--limit-batches", "1", "--temperatures", "1"]
+    assert main([*args, "--plot", str(png)]) == 0
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
