@@ -73,6 +73,7 @@ def _rows(dataset: ClipDataset, frontend: Frontend, draws: list[int], cfg: DictC
         sampler=order,
         collate_fn=collate,
         num_workers=cfg.data.num_workers,
+        generator=torch.Generator().manual_seed(0),  # leaves the global RNG (SpecAugment) alone
     )
     label_dtype = np.float32 if dataset.task == "multi_label" else np.int64
     with tqdm(total=len(order), desc=f"feature cache {dataset.split}", unit="clip") as bar:

@@ -156,3 +156,10 @@ def test_distill_cache_builds_features_without_a_teacher(
     OmegaConf.save(cfg, path)
     with pytest.raises(SystemExit, match="nothing to cache"):
         main(["cache", str(path)])
+
+
+def test_building_leaves_the_global_rng_alone(tiny_kws_bank: Path, tmp_path: Path) -> None:
+    cfg = recipe(tiny_kws_bank, tmp_path)
+    state = torch.random.get_rng_state()
+    attach_feature_cache(cfg, build_datamodule(cfg.data), build_frontend(cfg.frontend))
+    assert torch.equal(torch.random.get_rng_state(), state)  # SpecAugment draws stay the same
