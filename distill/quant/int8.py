@@ -48,8 +48,17 @@ def quantize_onnx(
     int8_path: str | Path,
     calibration: list[np.ndarray],
     input_name: str = "features",
+    quant_format: str = "qdq",
+    per_channel: bool = True,
+    weight_type: str = "int8",
+    reduce_range: bool = False,
+    keep_slow_convs_float: bool = True,
 ) -> list[str]:
-    """Write the int8 QDQ model of `float_path`; returns the names of convs left float."""
+    """Write the int8 model of `float_path`; returns the names of convs left float.
+
+    The defaults are the deployment path; the options (`quant_format` qdq | qoperator,
+    per-tensor weights, uint8 weights, 7-bit `reduce_range`, quantizing every conv) exist to
+    compare alternatives (`benchmarks/int8_options.py`)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -60,10 +69,17 @@ def quantize_onnx(
 
     if not calibration:
         raise ValueError("quantize_onnx needs at least one calibration batch")
+    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+    weights = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    if quant_format not in formats or weight_type not in weights:
+        raise ValueError(
+            f"quant_format must be one of {sorted(formats)} and weight_type one of "
+            f"{sorted(weights)}; given {quant_format!r}, {weight_type!r}"
+        )
     int8_path = Path(int8_path)
     pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
     quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=False)
-    excluded = excluded_convs(pre)
+    excluded = excluded_convs(pre) if keep_slow_convs_float else []
     reader = _Reader(input_name, calibration)
     CalibrationDataReader.register(_Reader)
     try:
@@ -71,10 +87,11 @@ def quantize_onnx(
             str(pre),
             str(int8_path),
             reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
+            quant_format=formats[quant_format],
+            per_channel=per_channel,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=weights[weight_type],
             nodes_to_exclude=excluded,
         )
     finally:

@@ -75,6 +75,24 @@ def test_onnxruntime_matches_torch_float_and_int8(tmp_path: Path) -> None:
     assert (int8.argmax(1) == expected.argmax(1)).mean() >= INT8_MIN_AGREEMENT
 
 
+def test_quantization_options_change_the_graph(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = students.create("bc_resnet1", num_classes=12, n_features=40).eval()
+    path = export_float(model, tmp_path / "f.onnx", 40, 51, 18)
+    feats = [np.random.default_rng(0).standard_normal((4, 40, 51)).astype(np.float32)]
+
+    def ops(out: Path) -> set[str]:
+        return {node.op_type for node in onnx.load(str(out)).graph.node}
+
+    assert quantize_onnx(path, tmp_path / "qdq.onnx", feats) != []  # 1-channel, depthwise
+    assert "QuantizeLinear" in ops(tmp_path / "qdq.onnx")
+    assert quantize_onnx(path, tmp_path / "all.onnx", feats, keep_slow_convs_float=False) == []
+    quantize_onnx(path, tmp_path / "qop.onnx", feats, quant_format="qoperator")
+    assert "QLinearConv" in ops(tmp_path / "qop.onnx")
+    with pytest.raises(ValueError, match="weight_type one of"):
+        quantize_onnx(path, tmp_path / "bad.onnx", feats, weight_type="int4")
+
+
 def test_export_refuses_broken_weights(tiny_run: dict, tmp_path: Path, monkeypatch) -> None:
     import distill.quant.export as export_mod
 
