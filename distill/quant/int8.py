@@ -58,7 +58,7 @@ def quantize_onnx(
 
     The defaults are the deployment path; the options (`quant_format` qdq | qoperator,
     per-tensor weights, uint8 weights, 7-bit `reduce_range`, quantizing every conv) exist to
-    compare alternatives (`benchmarks/int8_options.py`)."""
+    compare alternatives (`benchmarks/quant_latency.py --options`)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
