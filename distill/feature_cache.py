@@ -23,7 +23,7 @@ from tqdm import tqdm
 from distill.cache import RecordCache, Rows, sha256_of_json
 from distill.data.base import ClipDataset, collate
 from distill.data.frontend import Frontend
-from distill.teacher_setup import _barrier, data_fingerprint, distributed_rank
+from distill.teacher_setup import barrier, data_fingerprint, distributed_rank
 
 SPLITS = ("train", "validation", "test")
 
@@ -133,14 +133,10 @@ class CachedFeatures(Dataset):
         return len(self.base)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        epoch, index = (
-            (int(key[0]), int(key[1]))
-            if isinstance(key, tuple | list)
-            else (
-                self.base.epoch,
-                int(key),
-            )
-        )
+        if isinstance(key, tuple | list):
+            epoch, index = int(key[0]), int(key[1])
+        else:
+            epoch, index = self.base.epoch, int(key)
         if not 0 <= index < len(self.base):
             raise IndexError(f"index {index} out of range for {len(self.base)} clips")
         if self._records is None:
@@ -180,7 +176,7 @@ def attach_feature_cache(
         if rank == 0 and (rebuild or not cache.has(split)):
             total = len(draws) * len(dataset)
             cache.write_rows(split, _rows(dataset, frontend, draws, cfg), total)
-        _barrier(world)
+        barrier(world)
         index = cache.check(split)
         datamodule.serve(split, CachedFeatures(dataset, cache.paths(split)[0], index["clip_ids"]))
     return cache

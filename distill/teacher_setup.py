@@ -144,7 +144,8 @@ def distributed_rank() -> tuple[int, int]:
     return 0, 1
 
 
-def _barrier(world: int) -> None:
+def barrier(world: int) -> None:
+    """Wait for every rank (no-op for a single process)."""
     if world > 1:
         import torch.distributed as dist
 
@@ -205,10 +206,10 @@ def build_cache(
             cache.write(split, batches(), total=len(mine), with_hidden=hidden)
         else:
             cache.write(split, batches(), total=len(mine), with_hidden=hidden, shard=(rank, world))
-            _barrier(world)
+            barrier(world)
             if rank == 0:
                 cache.merge(split, world)
-            _barrier(world)
+            barrier(world)
         bar.close()
     return cache
 

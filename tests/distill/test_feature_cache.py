@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from distill.cache import StaleCacheError
-from distill.config import RecipeConfig
 from distill.data import build_datamodule
 from distill.data.base import collate
 from distill.data.frontend import build_frontend
@@ -23,21 +22,16 @@ from distill.feature_cache import (
     feature_fingerprint,
 )
 from distill.train import fit
+from tests.distill.test_fit import tiny_recipe
 
 
 def recipe(root: Path, tmp: Path, variants: int = 2) -> DictConfig:
-    cfg = OmegaConf.structured(RecipeConfig)
-    cfg.name = "tiny"
-    cfg.run_dir = str(tmp / "runs")
-    cfg.data.root = str(root)
-    cfg.data.clip_seconds = 2.0
+    cfg = tiny_recipe(root, tmp)  # no teacher: these tests are about the student's data side
+    cfg.teacher.kind, cfg.teacher.path, cfg.teacher.kwargs = "none", None, {}
     cfg.data.batch_size = 8
     cfg.data.train_variants = variants
     cfg.data.cache_features = True
     cfg.data.feature_cache_dir = str(tmp / "features")
-    cfg.trainer.max_epochs = 1
-    cfg.trainer.progress_bar = False
-    cfg.logger.wandb = False
     return cfg
 
 
