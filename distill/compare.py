@@ -38,13 +38,44 @@ RESULT_COLUMNS = [
 
 @dataclass(frozen=True)
 class Arm:
-    """One loss configuration of the grid, e.g. `logit+temporal` or the control `span`."""
+    """One loss configuration of the grid, e.g. `logit+temporal` or the control `span`.
+
+    A token may carry its own weight, `temporal@0.1`, so that one grid sweeps a loss weight
+    (the paper's lambda); without one the recipe's weight (or DEFAULT_WEIGHTS) is used."""
 
     name: str
 
     @property
+    def weighted_tokens(self) -> list[tuple[str, float | None]]:
+        """(token, weight or None) per '+'-joined part, checked against ARM_TOKENS."""
+        parts = []
+        for part in self.name.split("+"):
+            token, sep, weight_text = part.partition("@")
+            if token not in ARM_TOKENS:
+                raise ValueError(
+                    f"unknown loss arm {token!r} in {self.name!r}; valid: "
+                    f"{', '.join(ARM_TOKENS)} (join with '+', e.g. logit+temporal; a weight "
+                    "follows '@', e.g. temporal@0.1)"
+                )
+            weight = None
+            if sep:
+                if ARM_TOKENS[token][0] is None:
+                    raise ValueError(f"loss arm {self.name!r}: {token!r} takes no weight")
+                try:
+                    weight = float(weight_text)
+                except ValueError:
+                    weight = float("nan")
+                if not weight > 0:  # also refuses nan
+                    raise ValueError(
+                        f"loss arm {self.name!r}: the weight after '@' must be a number > 0, "
+                        f"given {weight_text!r}"
+                    )
+            parts.append((token, weight))
+        return parts
+
+    @property
     def tokens(self) -> list[str]:
-        return self.name.split("+")
+        return [token for token, _ in self.weighted_tokens]
 
     @property
     def is_control(self) -> bool:
@@ -52,24 +83,29 @@ class Arm:
 
     def overrides(self, cfg: DictConfig) -> list[str]:
         """Dotted overrides that switch the recipe's losses to this arm."""
-        unknown = [t for t in self.tokens if t not in ARM_TOKENS]
-        if unknown:
-            raise ValueError(
-                f"unknown loss arm {'+'.join(unknown)!r} in {self.name!r}; valid: "
-                f"{', '.join(ARM_TOKENS)} (join with '+', e.g. logit+temporal)"
-            )
         weights = {term: 0.0 for term in DEFAULT_WEIGHTS}
-        target = "teacher"
-        for token in self.tokens:
+        target = None
+        for token, weight in self.weighted_tokens:
             term, tgt = ARM_TOKENS[token]
             if term is None:
                 continue
-            recipe_weight = float(cfg.losses[term].weight)
-            weights[term] = recipe_weight if recipe_weight > 0 else DEFAULT_WEIGHTS[term]
+            if weight is None:
+                recipe_weight = float(cfg.losses[term].weight)
+                weight = recipe_weight if recipe_weight > 0 else DEFAULT_WEIGHTS[term]
+            if weights[term] > 0 and weights[term] != weight:
+                raise ValueError(
+                    f"loss arm {self.name!r} gives losses.{term} two weights "
+                    f"({weights[term]} and {weight})"
+                )
+            weights[term] = weight
             if tgt is not None:
+                if target not in (None, tgt):
+                    raise ValueError(
+                        f"loss arm {self.name!r} asks for two temporal targets ({target}, {tgt})"
+                    )
                 target = tgt
         out = [f"losses.{term}.weight={w}" for term, w in weights.items()]
-        out.append(f"losses.temporal_kd.target={target}")
+        out.append(f"losses.temporal_kd.target={target or 'teacher'}")
         return out
 
 

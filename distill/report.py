@@ -115,8 +115,8 @@ def attention_run(rows: list[dict[str, str]], student: str, out_dir: Path) -> An
             continue
         samples = load_samples(run_dir_of(row, out_dir) / SAMPLES_FILE)
         if samples is not None:
-            tokens = row["arm"].split("+")
-            rank = (row["arm"] == "temporal", "temporal" in tokens, float(row["test_score"]))
+            tokens = [part.partition("@")[0] for part in row["arm"].split("+")]
+            rank = (tokens == ["temporal"], "temporal" in tokens, float(row["test_score"]))
             found.append((rank, row, samples))
     if not found:
         return None, None

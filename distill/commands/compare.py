@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--losses",
         default="none,logit,temporal,logit+temporal",
         help="comma-separated loss arms: none, logit, temporal, hint, at, joined with '+'; "
-        "controls span, shuffled, uniform (default: %(default)s)",
+        "controls span, shuffled, uniform; '@W' sets a term's weight, e.g. "
+        "none,temporal@0.1,temporal@0.25 sweeps lambda (default: %(default)s)",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default <run_dir>/compare/<name>)")
