@@ -265,19 +265,3 @@ def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
             "in_span": statistics.fmean(in_span) if in_span else None,
         })  # fmt: skip
     return summary
-
-
-def markdown_table(summary: list[dict[str, Any]]) -> str:
-    """Mean +- std per student and arm (percent), methods first, controls after."""
-    lines = [
-        "| student | loss | group | test score (%) | seeds | student attention in span |",
-        "|---|---|---|---|---|---|",
-    ]
-    ordered = sorted(summary, key=lambda s: (s["group"] != "method",))
-    for s in ordered:
-        in_span = "" if s["in_span"] is None else f"{100 * s['in_span']:.1f}%"
-        lines.append(
-            f"| {s['student']} | {s['arm']} | {s['group']} | "
-            f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} | {s['n']} | {in_span} |"
-        )
-    return "\n".join(lines) + "\n"

@@ -177,19 +177,46 @@ def teacher_line(teacher: dict[str, Any] | None, metric: str) -> str | None:
     return ("Teacher: " + ", ".join(parts) + ".") if parts else None
 
 
+def arm_matrix(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The methods as one row per student and one column per arm (the paper's table layout):
+    (header, rows) of "mean ± std" cells in percent, "–" where a student lacks an arm."""
+    methods = [s for s in summary if s["group"] == "method"]
+    arms = list(dict.fromkeys(s["arm"] for s in methods))
+    cell = {
+        (s["student"], s["arm"]): f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}" for s in methods
+    }
+    rows = [
+        [student] + [cell.get((student, arm), MISSING) for arm in arms]
+        for student in dict.fromkeys(s["student"] for s in methods)
+    ]
+    return ["student", *arms], rows
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def summary_markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | None) -> str:
-    """summary.md: a methods table, a controls table, and the teacher line."""
+    """summary.md: a methods table, a student x arm table of the methods, a controls table, and
+    the teacher line."""
     methods, controls = summary_cells(summary)
     metric = summary[0]["metric"]
     out = [f"Test {metric}, mean ± std over seeds.", ""]
-    sections = [("Methods", methods), ("Controls (localisation checks, not methods)", controls)]
-    for title, body in sections:
+    header, matrix = arm_matrix(summary)
+    sections = [
+        ("Methods", SUMMARY_HEADER, methods),
+        (
+            "Methods per student (one column per loss arm)",
+            header,
+            matrix if len(header) > 2 else [],
+        ),
+        ("Controls (localisation checks, not methods)", SUMMARY_HEADER, controls),
+    ]
+    for title, head, body in sections:
         if not body:
             continue
-        out += [f"### {title}", "", "| " + " | ".join(SUMMARY_HEADER) + " |"]
-        out.append("|" + "---|" * len(SUMMARY_HEADER))
-        out += ["| " + " | ".join(r) + " |" for r in body]
-        out.append("")
+        out += [f"### {title}", "", *_markdown_table(list(head), body), ""]
     line = teacher_line(teacher, metric)
     if line:
         out += [line, ""]

@@ -121,6 +121,17 @@ def test_report_of_a_full_grid(tmp_path: Path) -> None:
     for row in methods[1:] + controls[1:]:  # the same formatted cells as the HTML
         assert "| " + " | ".join(row) + " |" in summary_md
     assert "Teacher: test acc 49.00%, attention argmax in span 88.0%" in summary_md
+    # the paper's layout: one row per student, one column per method arm, controls left out
+    matrix = summary_md.split("### Methods per student (one column per loss arm)")[1]
+    matrix = matrix.split("###")[0]
+    assert "| student | none | temporal |" in matrix and "span" not in matrix
+    for student in STUDENTS:
+        cells = [
+            f"{100 * statistics.fmean(SCORES[(student, arm)]):.2f} ± "
+            f"{100 * statistics.stdev(SCORES[(student, arm)]):.2f}"
+            for arm in ("none", "temporal")
+        ]
+        assert f"| {student} | {cells[0]} | {cells[1]} |" in matrix
     assert "attention entropy 3.670 nats" in summary_md
 
 
