@@ -75,7 +75,8 @@ class Arm:
 
     @property
     def tokens(self) -> list[str]:
-        return [token for token, _ in self.weighted_tokens]
+        """The loss tokens without their weights (not checked: `overrides` checks them)."""
+        return [part.partition("@")[0] for part in self.name.split("+")]
 
     @property
     def is_control(self) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from distill import plots
-from distill.compare import read_rows, summarise
+from distill.compare import Arm, read_rows, summarise
 from distill.report_html import render_html
 from distill.samples import SAMPLES_FILE
 
@@ -115,7 +115,7 @@ def attention_run(rows: list[dict[str, str]], student: str, out_dir: Path) -> An
             continue
         samples = load_samples(run_dir_of(row, out_dir) / SAMPLES_FILE)
         if samples is not None:
-            tokens = [part.partition("@")[0] for part in row["arm"].split("+")]
+            tokens = Arm(row["arm"]).tokens
             rank = (tokens == ["temporal"], "temporal" in tokens, float(row["test_score"]))
             found.append((rank, row, samples))
     if not found:
