@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -65,10 +66,10 @@ class Arm:
                     weight = float(weight_text)
                 except ValueError:
                     weight = float("nan")
-                if not weight > 0:  # also refuses nan
+                if not (math.isfinite(weight) and weight > 0):
                     raise ValueError(
-                        f"loss arm {self.name!r}: the weight after '@' must be a number > 0, "
-                        f"given {weight_text!r}"
+                        f"loss arm {self.name!r}: the weight after '@' must be a finite "
+                        f"number > 0, given {weight_text!r}"
                     )
             parts.append((token, weight))
         return parts
