@@ -141,6 +141,11 @@ def summary_stats(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     return summary
 
 
+def score_cell(s: dict[str, Any]) -> str:
+    """A summary entry's "mean ± std" in percent."""
+    return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
+
+
 def summary_cells(summary: list[dict[str, Any]]) -> tuple[list[list[str]], list[list[str]]]:
     """Formatted cells of the summary table: (method rows, control rows)."""
 
@@ -148,7 +153,7 @@ def summary_cells(summary: list[dict[str, Any]]) -> tuple[list[list[str]], list[
         return [
             s["student"],
             s["arm"],
-            f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}",
+            score_cell(s),
             str(s["n"]),
             MISSING if s["in_span"] is None else f"{100 * s['in_span']:.1f}%",
             MISSING if s["entropy"] is None else f"{s['entropy']:.3f}",
@@ -182,9 +187,7 @@ def arm_matrix(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     (header, rows) of "mean ± std" cells in percent, "–" where a student lacks an arm."""
     methods = [s for s in summary if s["group"] == "method"]
     arms = list(dict.fromkeys(s["arm"] for s in methods))
-    cell = {
-        (s["student"], s["arm"]): f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}" for s in methods
-    }
+    cell = {(s["student"], s["arm"]): score_cell(s) for s in methods}
     rows = [
         [student] + [cell.get((student, arm), MISSING) for arm in arms]
         for student in dict.fromkeys(s["student"] for s in methods)
@@ -216,7 +219,7 @@ def summary_markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | No
     for title, head, body in sections:
         if not body:
             continue
-        out += [f"### {title}", "", *_markdown_table(list(head), body), ""]
+        out += [f"### {title}", "", *_markdown_table(head, body), ""]
     line = teacher_line(teacher, metric)
     if line:
         out += [line, ""]
