@@ -125,16 +125,21 @@ def run_grid(
     arms: list[str],
     seeds: int,
     out_dir: str | Path,
+    collect_only: bool = False,
 ) -> Path:
-    """Run (or skip, when finished) every student x arm x seed; write results.csv; return it."""
+    """Run (or skip, when finished) every student x arm x seed; write results.csv; return it.
+
+    With `collect_only`, nothing is trained: the finished runs are tabulated and the missing
+    ones listed (for grids split over several processes, each of which writes its own arms)."""
     from distill.train import fit
 
     out_dir = Path(out_dir)
     arm_objs = [Arm(a) for a in arms]
     for arm in arm_objs:
         arm.overrides(cfg)  # validate every arm before any work starts
-    _prepare_teacher_cache(cfg, arm_objs, seeds)
-    rows = []
+    if not collect_only:
+        _prepare_teacher_cache(cfg, arm_objs, seeds)
+    rows, missing = [], []
     for student in student_names:
         for arm in arm_objs:
             for seed in range(seeds):
@@ -143,6 +148,9 @@ def run_grid(
                 if results_file.is_file():
                     results = json.loads(results_file.read_text())
                     print(f"compare: {student} {arm.name} seed {seed}: done, skipped")
+                elif collect_only:
+                    missing.append(run_dir)
+                    continue
                 else:
                     if run_dir.exists():
                         print(f"compare: {run_dir} holds an unfinished run: redoing it")
@@ -159,6 +167,15 @@ def run_grid(
                     print(f"compare: {student} {arm.name} seed {seed}: training")
                     results = fit(run_cfg, run_dir=run_dir)
                 rows.append(result_row(student, arm, seed, results))
+    if missing:
+        print(f"compare: {len(missing)} run(s) not finished, left out of the table:")
+        for run_dir in missing:
+            print(f"  {run_dir}")
+    if not rows:
+        raise FileNotFoundError(
+            f"compare --collect-only: no finished run (results.json) under {out_dir} for "
+            f"students {', '.join(student_names)} and arms {', '.join(arms)}"
+        )
     latency = {
         s: student_latency(Path(r["run_dir"]) / "student.pt")
         for s, r in {row["student"]: row for row in rows}.items()

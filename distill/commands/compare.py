@@ -19,6 +19,7 @@ def _compare(args: argparse.Namespace) -> int:
         parse_list(args.losses, "losses"),
         args.seeds,
         out,
+        collect_only=args.collect_only,
     )
     report = write_report(cfg, out, csv_path)
     print((out / "summary.md").read_text())
@@ -46,4 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default <run_dir>/compare/<name>)")
+    p.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="train nothing: tabulate the finished runs of the grid and list the missing ones "
+        "(after splitting a grid over several processes)",
+    )
     p.set_defaults(func=_compare)
