@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ ARM_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 CONTROL_HATCH = "///"
 SPAN_COLOUR = "#f2b134"
+TITLE_CHARS = 62  # characters per line of a clip title in the attention plot
 
 
 def _tick(value: float, _pos: Any = None) -> str:
@@ -230,14 +232,20 @@ def plot_pareto(
     return _save(fig, path)
 
 
-def _clip_title(samples: dict[str, np.ndarray], k: int) -> str:
+def clip_title(samples: dict[str, np.ndarray], k: int) -> str:
+    """True label(s) and prediction of clip k, in lines of at most TITLE_CHARS characters."""
     names = [str(c) for c in samples["class_names"]]
     label, pred = samples["labels"][k], int(samples["predictions"][k])
     if np.ndim(label) == 0:
         mark = "correct" if int(label) == pred else "wrong"
-        return f"true: {names[int(label)]} | predicted: {names[pred]} ({mark})"
-    true = ", ".join(names[i] for i in np.flatnonzero(np.asarray(label) > 0.5)) or "none"
-    return f"true: {true} | top prediction: {names[pred]}"
+        true, predicted = f"true: {names[int(label)]}", f"predicted: {names[pred]} ({mark})"
+    else:
+        listed = ", ".join(names[i] for i in np.flatnonzero(np.asarray(label) > 0.5))
+        true, predicted = f"true: {listed or 'none'}", f"top prediction: {names[pred]}"
+    line = f"{true} | {predicted}"
+    if len(line) <= TITLE_CHARS:
+        return line
+    return "\n".join([textwrap.fill(true, TITLE_CHARS), textwrap.fill(predicted, TITLE_CHARS)])
 
 
 def _envelope(wave: np.ndarray, seconds: float, bins: int = 1500) -> tuple[np.ndarray, ...]:
@@ -271,6 +279,8 @@ def plot_attention(samples: dict[str, np.ndarray], heading: str, path: Path, n: 
         if key in samples
     ]
     grid = fig.add_gridspec(2, len(clips), height_ratios=[1, 2.6], hspace=0.08)
+    titles = [clip_title(samples, k) for k in clips]
+    title_lines = max((t.count("\n") + 1 for t in titles), default=1)
     for c, k in enumerate(clips):
         top = fig.add_subplot(grid[0, c])
         bottom = fig.add_subplot(grid[1, c], sharex=top)
@@ -278,7 +288,7 @@ def plot_attention(samples: dict[str, np.ndarray], heading: str, path: Path, n: 
         top.fill_between(t, lo, hi, color="0.75", linewidth=0)
         top.set_yticks([])
         top.tick_params(labelbottom=False)
-        top.set_title(_clip_title(samples, k), fontsize=9)
+        top.set_title(titles[c], fontsize=9)
         for onset, offset in samples["spans"][k]:
             if not math.isnan(onset):
                 for ax in (top, bottom):
@@ -296,7 +306,8 @@ def plot_attention(samples: dict[str, np.ndarray], heading: str, path: Path, n: 
     handles += [Line2D([], [], label=label, **style) for _, label, style in curves]
     fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.82, bottom=0.12, wspace=0.18)
+    top_edge = 0.82 - 0.04 * (title_lines - 1)
+    fig.subplots_adjust(left=0.06, right=0.99, top=top_edge, bottom=0.12, wspace=0.18)
     return _save(fig, path)
 
 

@@ -233,3 +233,20 @@ def test_attention_plot_without_spans_multilabel_teacher_only(tmp_path: Path) ->
     samples["spans"][:] = np.nan
     path = plot_attention(samples, "teacher only", tmp_path / "a.png")
     check_png(path)
+
+
+def test_a_long_multilabel_clip_title_is_wrapped_and_keeps_every_class() -> None:
+    import numpy as np
+
+    from distill.plots import TITLE_CHARS, clip_title
+
+    names = [f"Class_number_{i}" for i in range(8)]
+    samples = {
+        "class_names": np.array(names),
+        "labels": np.ones((1, len(names)), dtype=np.float32),
+        "predictions": np.array([3]),
+    }
+    title = clip_title(samples, 0)
+    lines = title.split("\n")
+    assert len(lines) > 1 and all(len(line) <= TITLE_CHARS for line in lines)
+    assert all(name in title for name in names) and "top prediction: Class_number_3" in title
