@@ -133,6 +133,8 @@ def run_grid(
     ones listed (for grids split over several processes, each of which writes its own arms)."""
     from distill.train import fit
 
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, given {seeds}")
     out_dir = Path(out_dir)
     arm_objs = [Arm(a) for a in arms]
     for arm in arm_objs:
@@ -171,7 +173,7 @@ def run_grid(
         print(f"compare: {len(missing)} run(s) not finished, left out of the table:")
         for run_dir in missing:
             print(f"  {run_dir}")
-    if not rows:
+    if collect_only and not rows:
         raise FileNotFoundError(
             f"compare --collect-only: no finished run (results.json) under {out_dir} for "
             f"students {', '.join(student_names)} and arms {', '.join(arms)}"

@@ -69,3 +69,10 @@ def test_collect_only_without_any_finished_run_names_the_folder(
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "empty")):
         compare.run_grid(cfg, ["tc_resnet8"], ["none"], 1, tmp_path / "empty", collect_only=True)
     assert not (tmp_path / "empty" / "results.csv").exists()
+
+
+def test_zero_seeds_is_refused_naming_the_option(tmp_path: Path, no_training: None) -> None:
+    cfg = OmegaConf.structured(RecipeConfig)
+    for collect_only in (False, True):
+        with pytest.raises(ValueError, match="--seeds must be at least 1, given 0"):
+            compare.run_grid(cfg, ["tc_resnet8"], ["none"], 0, tmp_path, collect_only=collect_only)
