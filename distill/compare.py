@@ -126,49 +126,59 @@ def run_grid(
     seeds: int,
     out_dir: str | Path,
     collect_only: bool = False,
+    jobs: int = 1,
 ) -> Path:
     """Run (or skip, when finished) every student x arm x seed; write results.csv; return it.
 
-    With `collect_only`, nothing is trained: the finished runs are tabulated and the missing
-    ones listed (for grids split over several processes, each of which writes its own arms)."""
-    from distill.train import fit
+    With `jobs` > 1 that many runs train side by side in their own processes. With
+    `collect_only`, nothing is trained: the finished runs are tabulated and the missing ones
+    listed (for grids split over several processes, each of which writes its own arms)."""
+    from distill.grid_runs import GridRun, train_runs
 
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, given {seeds}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, given {jobs}")
     out_dir = Path(out_dir)
     arm_objs = [Arm(a) for a in arms]
     for arm in arm_objs:
         arm.overrides(cfg)  # validate every arm before any work starts
-    if not collect_only:
+    cells = [
+        (student, arm, seed, out_dir / student / arm.name / f"seed{seed}")
+        for student in student_names
+        for arm in arm_objs
+        for seed in range(seeds)
+    ]
+    pending, missing = [], []
+    for student, arm, seed, run_dir in cells:
+        if (run_dir / "results.json").is_file():
+            print(f"compare: {student} {arm.name} seed {seed}: done, skipped")
+        elif collect_only:
+            missing.append(run_dir)
+        else:
+            if run_dir.exists():
+                print(f"compare: {run_dir} holds an unfinished run: redoing it")
+                shutil.rmtree(run_dir)
+            run_cfg = apply_overrides(
+                cfg,
+                [
+                    f"student.name={student}",
+                    f"trainer.seed={seed}",
+                    f"name={cfg.name}-{student}-{arm.name}-s{seed}",
+                    *arm.overrides(cfg),
+                ],
+            )
+            pending.append(GridRun(f"{student} {arm.name} seed {seed}", run_cfg, run_dir))
+    if pending:
         _prepare_teacher_cache(cfg, arm_objs, seeds)
-    rows, missing = [], []
-    for student in student_names:
-        for arm in arm_objs:
-            for seed in range(seeds):
-                run_dir = out_dir / student / arm.name / f"seed{seed}"
-                results_file = run_dir / "results.json"
-                if results_file.is_file():
-                    results = json.loads(results_file.read_text())
-                    print(f"compare: {student} {arm.name} seed {seed}: done, skipped")
-                elif collect_only:
-                    missing.append(run_dir)
-                    continue
-                else:
-                    if run_dir.exists():
-                        print(f"compare: {run_dir} holds an unfinished run: redoing it")
-                        shutil.rmtree(run_dir)
-                    run_cfg = apply_overrides(
-                        cfg,
-                        [
-                            f"student.name={student}",
-                            f"trainer.seed={seed}",
-                            f"name={cfg.name}-{student}-{arm.name}-s{seed}",
-                            *arm.overrides(cfg),
-                        ],
-                    )
-                    print(f"compare: {student} {arm.name} seed {seed}: training")
-                    results = fit(run_cfg, run_dir=run_dir)
-                rows.append(result_row(student, arm, seed, results))
+        if jobs > 1:
+            _prepare_feature_cache(cfg)  # once, before the runs that read it start together
+        train_runs(pending, jobs)
+    rows = [
+        result_row(student, arm, seed, json.loads((run_dir / "results.json").read_text()))
+        for student, arm, seed, run_dir in cells
+        if run_dir not in missing
+    ]
     if missing:
         print(f"compare: {len(missing)} run(s) not finished, left out of the table:")
         for run_dir in missing:
@@ -204,6 +214,16 @@ def student_latency(student_file: Path, runs: int = 100) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_float(model, Path(tmp) / "student.onnx", info["n_features"], frames, 17)
         return onnx_latency(path, (1, info["n_features"], frames), batch=1, runs=runs)
+
+
+def _prepare_feature_cache(cfg: DictConfig) -> None:
+    if not cfg.data.cache_features:
+        return
+    from distill.data import build_datamodule
+    from distill.data.frontend import build_frontend
+    from distill.feature_cache import attach_feature_cache
+
+    attach_feature_cache(cfg, build_datamodule(cfg.data), build_frontend(cfg.frontend))
 
 
 def _prepare_teacher_cache(cfg: DictConfig, arms: list[Arm], seeds: int) -> None:

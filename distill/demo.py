@@ -20,6 +20,7 @@ class DemoOptions:
     students: tuple[str, ...] = ("tc_resnet8", "att_rnn")
     losses: tuple[str, ...] = ("none", "logit", "temporal")
     seeds: int = 1
+    jobs: int = 2  # student runs trained side by side (CPU threads split between them)
     qat_epochs: int = 2
     # teacher stages, in order: pretrain on clean 1 s keywords, then fine-tune on noisy clips
     teacher_recipes: tuple[str, ...] = ("demo_teacher_clean", "demo_teacher")
@@ -82,7 +83,12 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
     t = _banner(3, total, "cache the teacher and distil the students")
     out = Path(student_cfg.run_dir) / "compare"
     csv_path = run_grid(
-        student_cfg, list(options.students), list(options.losses), options.seeds, out
+        student_cfg,
+        list(options.students),
+        list(options.losses),
+        options.seeds,
+        out,
+        jobs=options.jobs,
     )
     print(f"({time.time() - t:.0f} s)")
 

@@ -20,6 +20,7 @@ def _compare(args: argparse.Namespace) -> int:
         args.seeds,
         out,
         collect_only=args.collect_only,
+        jobs=args.jobs,
     )
     report = write_report(cfg, out, csv_path)
     print((out / "summary.md").read_text())
@@ -46,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "none,temporal@0.1,temporal@0.25 sweeps lambda (default: %(default)s)",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: %(default)s)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained side by side, each in its own process with an equal share of the "
+        "CPU threads (default: %(default)s)",
+    )
     p.add_argument("--out", default=None, help="output folder (default <run_dir>/compare/<name>)")
     p.add_argument(
         "--collect-only",

@@ -16,6 +16,7 @@ def _demo(args: argparse.Namespace) -> int:
         students=tuple(parse_list(args.students, "students")),
         losses=tuple(parse_list(args.losses, "losses")),
         seeds=args.seeds,
+        jobs=args.jobs,
         workers=args.workers,
     )
     run_demo(options, args.overrides)
@@ -47,5 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--students", default=",".join(d.students), help="students (%(default)s)")
     p.add_argument("--losses", default=",".join(d.losses), help="loss arms (%(default)s)")
     p.add_argument("--seeds", type=int, default=d.seeds, help="seeds per cell (%(default)s)")
+    p.add_argument(
+        "--jobs", type=int, default=d.jobs, help="student runs side by side (%(default)s)"
+    )
     p.add_argument("--workers", type=int, default=None, help="data synthesis processes")
     p.set_defaults(func=_demo)
