@@ -200,7 +200,13 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> DictCo
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """A loaded recipe with dotted overrides applied and validated again."""
+    """A loaded recipe with dotted overrides applied and validated again.
+
+    The recipe is typed by the schema first, so that an override of a recipe read back from a
+    checkpoint or a run's config.yaml (untyped there) is converted and checked like any other:
+    `qat.lr=1e-5` is the float 1e-5, not the text."""
+    if OmegaConf.get_type(cfg) is not RecipeConfig:
+        cfg = _merge(OmegaConf.structured(RecipeConfig), OmegaConf.to_container(cfg), "recipe")
     cfg = _merge(cfg, _parse_overrides(overrides), "override")
     OmegaConf.resolve(cfg)
     _check_choices(cfg)

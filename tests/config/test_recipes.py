@@ -64,6 +64,19 @@ def test_overrides_and_interpolation_after_override(recipe: Path) -> None:
     assert cfg.student.kwargs.n_features == 64  # interpolation resolved after the override
 
 
+def test_overrides_of_a_recipe_read_back_untyped_are_converted_and_checked(recipe: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from distill.config import apply_overrides
+
+    saved = OmegaConf.create(OmegaConf.to_container(load_recipe(str(recipe))))  # a checkpoint's
+    cfg = apply_overrides(saved, ["qat.lr=1e-5", "optim.lr=3e-3", "trainer.max_epochs=4"])
+    assert cfg.qat.lr == 1e-5 and isinstance(cfg.qat.lr, float)
+    assert cfg.optim.lr == 3e-3 and cfg.trainer.max_epochs == 4
+    with pytest.raises(RecipeError, match="key 'trainer.max_epochs' expects Integer, given 'many'"):
+        apply_overrides(saved, ["trainer.max_epochs=many"])
+
+
 def test_misspelt_key_names_full_path_and_valid_keys(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(MINIMAL + "trainer:\n  max_epoch: 3\n")
