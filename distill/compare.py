@@ -134,6 +134,7 @@ def run_grid(
     `collect_only`, nothing is trained: the finished runs are tabulated and the missing ones
     listed (for grids split over several processes, each of which writes its own arms)."""
     from distill.grid_runs import GridRun, train_runs
+    from distill.teacher_setup import build_caches
 
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, given {seeds}")
@@ -170,9 +171,8 @@ def run_grid(
             )
             pending.append(GridRun(f"{student} {arm.name} seed {seed}", run_cfg, run_dir))
     if pending:
-        _prepare_teacher_cache(cfg, arm_objs, seeds)
-        if jobs > 1:
-            _prepare_feature_cache(cfg)  # once, before the runs that read it start together
+        # side by side, the feature cache is built once before the runs that read it start
+        build_caches(cfg, teacher=_needs_teacher_cache(cfg, arm_objs), features=jobs > 1)
         train_runs(pending, jobs)
     rows = [
         result_row(student, arm, seed, json.loads((run_dir / "results.json").read_text()))
@@ -216,29 +216,11 @@ def student_latency(student_file: Path, runs: int = 100) -> float:
         return onnx_latency(path, (1, info["n_features"], frames), batch=1, runs=runs)
 
 
-def _prepare_feature_cache(cfg: DictConfig) -> None:
-    if not cfg.data.cache_features:
-        return
-    from distill.data import build_datamodule
-    from distill.data.frontend import build_frontend
-    from distill.feature_cache import attach_feature_cache
-
-    attach_feature_cache(cfg, build_datamodule(cfg.data), build_frontend(cfg.frontend))
-
-
-def _prepare_teacher_cache(cfg: DictConfig, arms: list[Arm], seeds: int) -> None:
+def _needs_teacher_cache(cfg: DictConfig, arms: list[Arm]) -> bool:
     needs_teacher = any(
         t in ("logit", "temporal", "hint", "at", "shuffled") for a in arms for t in a.tokens
     )
-    if not needs_teacher or cfg.teacher.kind == "none" or not cfg.teacher.cache:
-        return
-    from distill.data import build_datamodule
-    from distill.teacher_setup import build_cache, check_class_names, load_teacher_for
-
-    teacher = load_teacher_for(cfg)
-    datamodule = build_datamodule(cfg.data)
-    check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
-    build_cache(cfg, teacher, datamodule)
+    return needs_teacher and cfg.teacher.kind != "none" and bool(cfg.teacher.cache)
 
 
 def result_row(student: str, arm: Arm, seed: int, results: dict[str, Any]) -> dict[str, Any]:

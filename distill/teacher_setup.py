@@ -214,6 +214,33 @@ def build_cache(
     return cache
 
 
+def build_caches(
+    cfg: DictConfig, teacher: bool, features: bool, rebuild: bool = False
+) -> tuple[TeacherCache | None, Any]:
+    """Build what runs of the recipe read and is missing (everything with `rebuild`): the
+    teacher cache when `teacher`, the feature cache when `features` and data.cache_features.
+    Returns (teacher cache or None, feature cache or None); the datamodule is built once."""
+    features = features and bool(cfg.data.cache_features)
+    if not teacher and not features:
+        return None, None
+    from distill.data import build_datamodule
+    from distill.data.frontend import build_frontend
+    from distill.feature_cache import attach_feature_cache
+
+    datamodule = build_datamodule(cfg.data)
+    teacher_cache = None
+    if teacher:
+        model = load_teacher_for(cfg)
+        check_class_names(model.class_names, datamodule.class_names, cfg.teacher.path)
+        teacher_cache = build_cache(cfg, model, datamodule, rebuild=rebuild)
+    feature_cache = None
+    if features:
+        feature_cache = attach_feature_cache(
+            cfg, datamodule, build_frontend(cfg.frontend), rebuild=rebuild
+        )
+    return teacher_cache, feature_cache
+
+
 def _variant_epochs(cfg: DictConfig, datamodule: Any, split: str) -> list[int | None]:
     """Epochs whose training audio the cache must hold (one pass when the audio is fixed)."""
     dataset = datamodule.dataset(split)

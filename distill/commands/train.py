@@ -22,26 +22,19 @@ def _teach(args: argparse.Namespace) -> int:
 
 def _cache(args: argparse.Namespace) -> int:
     from distill.config import load_recipe
-    from distill.data import build_datamodule
-    from distill.data.frontend import build_frontend
-    from distill.feature_cache import attach_feature_cache
-    from distill.teacher_setup import build_cache, check_class_names, load_teacher_for
+    from distill.teacher_setup import build_caches
 
     cfg = load_recipe(args.recipe, args.overrides)
-    teacher = load_teacher_for(cfg)
-    if teacher is None and not cfg.data.cache_features:
+    if cfg.teacher.kind == "none" and not cfg.data.cache_features:
         raise SystemExit(
             "distill cache: the recipe has teacher.kind=none and data.cache_features=false; "
             "nothing to cache"
         )
-    datamodule = build_datamodule(cfg.data)
-    if teacher is not None:
-        check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
-        cache = build_cache(cfg, teacher, datamodule, rebuild=args.rebuild)
-        print(f"teacher cache ready in {cache.directory}")
-    features = attach_feature_cache(
-        cfg, datamodule, build_frontend(cfg.frontend), rebuild=args.rebuild
+    cache, features = build_caches(
+        cfg, teacher=cfg.teacher.kind != "none", features=True, rebuild=args.rebuild
     )
+    if cache is not None:
+        print(f"teacher cache ready in {cache.directory}")
     if features is not None:
         print(f"feature cache ready in {features.directory}")
     return 0
