@@ -3,7 +3,9 @@
 For each choice of rollout layers the teacher runs once over a split; for each temperature its
 a_T is sharpened (`p^(1/T)`, renormalised, as `losses.temporal_kd.teacher_temperature` does) and
 summarised: mean entropy (and the uniform entropy for reference), the fraction of clips whose
-argmax lies inside the true span, and the mean attention mass inside the span.
+argmax lies inside the true span, and the mean attention mass inside the span. The teacher's
+accuracy on the split comes with each row (single-label data), so a teacher trained on other
+data (say, a larger keyword bank) can be scored on exactly the clips the students are tested on.
 """
 
 from __future__ import annotations
@@ -45,19 +47,32 @@ def parse_layers(text: str) -> list[int] | None:
 
 @torch.no_grad()
 def collect_attention(teacher: Any, loader: Any, limit_batches: int | None = None) -> dict:
-    """The teacher's rolled-out attention (N, T_t) and the spans (N, S, 2) over a loader."""
-    attention, spans = [], []
+    """The teacher's rolled-out attention (N, T_t), the spans (N, S, 2), and the number of clips
+    and of correct argmax predictions (`correct` is None for multi-label targets)."""
+    attention, spans, correct, clips = [], [], 0, 0
+    single_label = True
     for k, batch in enumerate(loader):
         if limit_batches is not None and k >= limit_batches:
             break
         if batch.get("spans") is None:
             raise ValueError("the data has no keyword/event spans: nothing to place attention in")
-        attention.append(teacher(batch["waveform"]).attention.float())
+        out = teacher(batch["waveform"])
+        attention.append(out.attention.float())
         spans.append(batch["spans"].float())
+        label = batch["label"]
+        single_label = single_label and label.dim() == 1
+        if single_label:
+            correct += int((out.logits.argmax(-1) == label).sum())
+        clips += int(label.shape[0])
     width = max(s.shape[1] for s in spans)
     pad = torch.nn.functional.pad
     spans = [pad(s, (0, 0, 0, width - s.shape[1]), value=math.nan) for s in spans]
-    return {"attention": torch.cat(attention), "spans": torch.cat(spans)}
+    return {
+        "attention": torch.cat(attention),
+        "spans": torch.cat(spans),
+        "correct": correct if single_label else None,
+        "clips": clips,
+    }
 
 
 def summarise(attention: Tensor, spans: Tensor, clip_seconds: float, temperature: float) -> dict:
@@ -94,8 +109,10 @@ def attention_table(
     for layers in layer_sets:
         teacher.layers = None if layers is None else list(layers)
         got = collect_attention(teacher, datamodule.dataloader(split), limit_batches)
+        accuracy = None if got["correct"] is None else got["correct"] / got["clips"]
         for t in temperatures:
             row = summarise(got["attention"], got["spans"], cfg.data.clip_seconds, t)
+            row["teacher_accuracy"] = accuracy
             rows.append({"layers": "all" if layers is None else ",".join(map(str, layers)), **row})
     return rows
 
@@ -133,12 +150,13 @@ def markdown(rows: list[dict]) -> str:
 
     lines = [
         "| rollout layers | temperature | entropy (nats) | uniform | argmax in span "
-        "| mass in span |",
-        "|---|---|---|---|---|---|",
+        "| mass in span | teacher accuracy |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['layers']} | {r['temperature']:g} | {r['entropy']:.2f} | "
-            f"{r['uniform_entropy']:.2f} | {pct(r['argmax_in_span'])} | {pct(r['mass_in_span'])} |"
+            f"{r['uniform_entropy']:.2f} | {pct(r['argmax_in_span'])} | {pct(r['mass_in_span'])} "
+            f"| {pct(r.get('teacher_accuracy'))} |"
         )
     return "\n".join(lines)

@@ -53,14 +53,17 @@ def quantize_onnx(
     weight_type: str = "int8",
     reduce_range: bool = False,
     keep_slow_convs_float: bool = True,
+    calibration_method: str = "minmax",
 ) -> list[str]:
     """Write the int8 model of `float_path`; returns the names of convs left float.
 
     The defaults are the deployment path; the options (`quant_format` qdq | qoperator,
-    per-tensor weights, uint8 weights, 7-bit `reduce_range`, quantizing every conv) exist to
-    compare alternatives (`benchmarks/quant_latency.py --options`)."""
+    per-tensor weights, uint8 weights, 7-bit `reduce_range`, quantizing every conv, activation
+    ranges from `calibration_method` minmax | percentile | entropy) exist to compare
+    alternatives (`benchmarks/quant_latency.py --options`)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -71,10 +74,19 @@ def quantize_onnx(
         raise ValueError("quantize_onnx needs at least one calibration batch")
     formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
     weights = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     if quant_format not in formats or weight_type not in weights:
         raise ValueError(
             f"quant_format must be one of {sorted(formats)} and weight_type one of "
             f"{sorted(weights)}; given {quant_format!r}, {weight_type!r}"
+        )
+    if calibration_method not in methods:
+        raise ValueError(
+            f"calibration_method must be one of {sorted(methods)}; given {calibration_method!r}"
         )
     int8_path = Path(int8_path)
     pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
@@ -93,6 +105,7 @@ def quantize_onnx(
             activation_type=QuantType.QUInt8,
             weight_type=weights[weight_type],
             nodes_to_exclude=excluded,
+            calibrate_method=methods[calibration_method],
         )
     finally:
         pre.unlink(missing_ok=True)

@@ -116,6 +116,26 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     ).read_bytes()
 
 
+def test_more_clips_per_word_is_a_superset_with_the_same_splits(tmp_path: Path) -> None:
+    args = dict(words=["yes", "stop"], unknown_words=[], speakers=4, workers=1, seed=5)
+    args.update(noise_seconds=1.0, noise_per_type=3)
+    synth_kws(tmp_path / "small", per_word=3, **args)
+    synth_kws(tmp_path / "large", per_word=6, **args)  # beyond one round over the speakers
+    small, large = _manifest(tmp_path / "small"), _manifest(tmp_path / "large")
+    keys = ("label", "speaker", "split", "voice", "rate", "pitch")
+    by_path = {r["path"]: {k: r[k] for k in keys} for r in large}
+    assert len(large) == 2 * 6 and len(small) == 2 * 3
+    for row in small:
+        assert by_path[row["path"]] == {k: row[k] for k in keys}, row["path"]
+    split_of = {r["speaker"]: r["split"] for r in small}
+    assert all(split_of.get(r["speaker"], r["split"]) == r["split"] for r in large)
+    noise = sorted((tmp_path / "small" / "_background_noise_").glob("*.wav"))
+    assert noise and all(
+        f.read_bytes() == (tmp_path / "large" / "_background_noise_" / f.name).read_bytes()
+        for f in noise
+    )
+
+
 def test_parallel_workers_give_identical_files(tmp_path: Path) -> None:
     args = dict(words=["go"], unknown_words=[], per_word=6, speakers=3, seed=1)
     args.update(noise_seconds=1.0, noise_per_type=3)

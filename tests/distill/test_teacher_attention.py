@@ -44,11 +44,14 @@ def test_table_over_a_saved_teacher(tiny_kws_bank: Path, tmp_path: Path) -> None
     from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
 
     cfg = tiny_recipe(tiny_kws_bank, tmp_path)
-    names = build_datamodule(cfg.data).class_names
-    SpectrogramTransformerTeacher.from_preset("tiny", class_names=names).save_pretrained(
-        cfg.teacher.path
-    )
+    datamodule = build_datamodule(cfg.data)
+    teacher = SpectrogramTransformerTeacher.from_preset("tiny", class_names=datamodule.class_names)
+    teacher.save_pretrained(cfg.teacher.path)
     rows = attention_table(cfg, "test", [1.0, 0.5], [None, [-1]], limit_batches=1)
+    batch = next(iter(datamodule.dataloader("test")))
+    with torch.no_grad():
+        hits = (teacher.eval()(batch["waveform"]).logits.argmax(-1) == batch["label"]).float()
+    assert [r["teacher_accuracy"] for r in rows] == pytest.approx([float(hits.mean())] * 4)
     assert [(r["layers"], r["temperature"]) for r in rows] == [
         ("all", 1.0), ("all", 0.5), ("-1", 1.0), ("-1", 0.5)
     ]  # fmt: skip

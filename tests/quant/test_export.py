@@ -91,6 +91,8 @@ def test_quantization_options_change_the_graph(tmp_path: Path) -> None:
     assert "QLinearConv" in ops(tmp_path / "qop.onnx")
     with pytest.raises(ValueError, match="weight_type one of"):
         quantize_onnx(path, tmp_path / "bad.onnx", feats, weight_type="int4")
+    with pytest.raises(ValueError, match="calibration_method must be one of"):
+        quantize_onnx(path, tmp_path / "bad.onnx", feats, calibration_method="kl")
 
 
 def test_export_refuses_broken_weights(tiny_run: dict, tmp_path: Path, monkeypatch) -> None:
@@ -132,3 +134,38 @@ def test_bench_table_has_ratio_columns() -> None:
     table = format_table(rows).splitlines()
     assert table[0].split()[-4:] == ["ratio", "b1", "ratio", "b32"]
     assert len(table) == 5 and table[2].startswith("student float")
+
+
+def test_op_profile_names_the_kernels_of_float_and_int8(tmp_path: Path) -> None:
+    from distill.quant.latency import onnx_op_profile
+
+    torch.manual_seed(0)
+    model = students.create("tc_resnet8", num_classes=12, n_features=40).eval()
+    path = export_float(model, tmp_path / "f.onnx", 40, 51, 18)
+    feats = [np.random.default_rng(0).standard_normal((8, 40, 51)).astype(np.float32)]
+    quantize_onnx(path, tmp_path / "q.onnx", feats)
+    f = onnx_op_profile(path, (1, 40, 51), batch=4, runs=3)
+    q = onnx_op_profile(tmp_path / "q.onnx", (1, 40, 51), batch=4, runs=3)
+    assert "Conv" in f and "QLinearConv" not in f
+    assert "QLinearConv" in q  # onnxruntime fuses the QDQ convs into integer kernels
+    assert all(ms >= 0 for ms in (*f.values(), *q.values())) and sum(f.values()) > 0
+    with pytest.raises(ValueError, match="batch >= 1"):
+        onnx_op_profile(path, (1, 40, 51), batch=0)
+
+
+def test_percentile_calibration_clips_outliers(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = students.create("tc_resnet8", num_classes=12, n_features=40).eval()
+    path = export_float(model, tmp_path / "f.onnx", 40, 51, 18)
+    feats = np.random.default_rng(0).standard_normal((64, 40, 51)).astype(np.float32)
+    feats[0, 0, 0] = 500.0  # one outlier in 130 K values sets the min-max range
+
+    def first_scale(method: str) -> float:
+        out = tmp_path / f"{method}.onnx"
+        quantize_onnx(path, out, [feats], calibration_method=method)
+        graph = onnx.load(str(out)).graph
+        node = next(n for n in graph.node if n.op_type == "QuantizeLinear")  # the first one
+        init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        return float(init[node.input[1]])
+
+    assert first_scale("percentile") < 0.5 * first_scale("minmax")
