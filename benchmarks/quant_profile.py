@@ -35,12 +35,12 @@ def profile_table(src: Path, int8: Path, frames: int, batch: int, runs: int) -> 
         "| operator | float | int8 |",
         "|---|---|---|",
     ]
+    tf, tq = sum(f.values()), sum(q.values())
     for op in ops:
-        if max(f.get(op, 0.0), q.get(op, 0.0)) < 0.005 * max(sum(f.values()), 1e-9):
+        if max(f.get(op, 0.0), q.get(op, 0.0)) < 0.005 * tf:
             continue  # below half a percent of the float total in both graphs
         cells = [f"{d[op]:.3f}" if op in d else "-" for d in (f, q)]
         lines.append(f"| {op} | {cells[0]} | {cells[1]} |")
-    tf, tq = sum(f.values()), sum(q.values())
     lines.append(f"| **total** | **{tf:.3f}** | **{tq:.3f}** (float/int8 {tf / tq:.2f}x) |")
     return "\n".join(lines)
 

@@ -32,12 +32,18 @@ def session(
 
 
 def _warm_session(
-    path: str | Path, input_shape: Sequence[int], batch: int, threads: int, warmup: int, runs: int
+    path: str | Path,
+    input_shape: Sequence[int],
+    batch: int,
+    threads: int,
+    warmup: int,
+    runs: int,
+    profile_prefix: str | None = None,
 ) -> tuple[object, str, np.ndarray]:
     """A session that has run `warmup` times, its input name and the random input."""
     if batch < 1 or runs < 1 or warmup < 0:
         raise ValueError(f"need batch >= 1, runs >= 1, warmup >= 0; got {batch}, {runs}, {warmup}")
-    sess = session(path, threads)
+    sess = session(path, threads, profile_prefix)
     name = sess.get_inputs()[0].name
     shape = (batch, *[int(d) for d in input_shape[1:]])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -78,20 +84,18 @@ def onnx_op_profile(
 ) -> dict[str, float]:
     """Mean milliseconds per run spent in each operator type (onnxruntime's kernel times, as
     it names the ops after its graph optimisations: QLinearConv, ReorderInput, ...)."""
-    # warm up in a session of its own: a profiled session would record its warm-up runs too
-    _, name, x = _warm_session(path, input_shape, batch, threads, warmup, runs)
     with tempfile.TemporaryDirectory() as tmp:
-        sess = session(path, threads, profile_prefix=str(Path(tmp) / "profile"))
-        sess.run(None, {name: x})  # the first run allocates; its events are dropped below
+        prefix = str(Path(tmp) / "profile")
+        sess, name, x = _warm_session(path, input_shape, batch, threads, warmup, runs, prefix)
         for _ in range(runs):
             sess.run(None, {name: x})
         events = json.loads(Path(sess.end_profiling()).read_text())
     runs_seen = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
-    if len(runs_seen) != runs + 1:
+    if len(runs_seen) != warmup + runs:
         raise RuntimeError(
-            f"onnxruntime profiled {len(runs_seen)} runs of {path}, expected {runs + 1}"
+            f"onnxruntime profiled {len(runs_seen)} runs of {path}, expected {warmup + runs}"
         )
-    start = runs_seen[1]["ts"]  # events of the first (allocating) run are dropped
+    start = runs_seen[warmup]["ts"]  # the warm-up runs' events are dropped
     per_op: Counter = Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
