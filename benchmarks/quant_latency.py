@@ -22,17 +22,19 @@ from torch import nn
 
 import students
 from distill.quant.artifacts import export_float
-from distill.quant.int8 import quantize_onnx
+from distill.quant.int8 import CONV_GEMM_OPS, quantize_onnx
 from distill.quant.latency import onnx_latency
 
 STUDENTS = ("tc_resnet8", "bc_resnet1", "gru")
 OPTIONS = {  # name -> quantize_onnx keyword arguments (the first is the deployment default)
     "QDQ, per-channel s8 weights (default)": {},
+    "QDQ, every op type quantized": {"op_types": None},
     "QDQ, every conv quantized": {"keep_slow_convs_float": False},
     "QOperator (QLinearConv)": {"quant_format": "qoperator"},
     "QDQ, per-tensor weights": {"per_channel": False},
     "QDQ, u8 weights": {"weight_type": "uint8"},
     "QDQ, 7-bit reduce_range": {"reduce_range": True},
+    "QDQ, only Conv/Gemm/MatMul quantized": {"op_types": list(CONV_GEMM_OPS)},
 }
 
 

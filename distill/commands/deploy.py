@@ -22,6 +22,10 @@ def _qat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int8_ops(value: str) -> list[str] | str | None:
+    return {"all": None, "auto": "auto"}.get(value, value.split(","))
+
+
 def _export(args: argparse.Namespace) -> int:
     from distill.quant.export import ParityError, export_run, format_report
 
@@ -35,6 +39,9 @@ def _export(args: argparse.Namespace) -> int:
             calib_batches=args.calib_batches,
             limit_batches=args.limit_batches,
             min_agreement=args.min_agreement,
+            calibration_method=args.calibration_method,
+            sqnr_batches=args.sqnr_batches,
+            int8_ops=_int8_ops(args.int8_ops),
         )
     except ParityError as err:
         print(f"distill export: error: {err}", file=sys.stderr)
@@ -67,6 +74,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", action="store_true", help="also write int8 (PTQ, and QAT if run)")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--calib-batches", type=int, default=8, help="calibration batches (int8)")
+    p.add_argument(
+        "--calibration-method",
+        default="minmax",
+        choices=["minmax", "percentile", "entropy"],
+        help="how int8 activation ranges are set from the calibration batches",
+    )
+    p.add_argument(
+        "--int8-ops",
+        default="auto",
+        help="operator types to quantize: comma-separated (e.g. Conv,Gemm,MatMul), all, or "
+        "auto (all, or only Conv/Gemm/MatMul when some convs stay float)",
+    )
+    p.add_argument(
+        "--sqnr-batches",
+        type=int,
+        default=0,
+        help="report per-tensor int8 SQNR vs float on N batches (0: off)",
+    )
     p.add_argument("--limit-batches", type=int, default=None, help="check on N batches only")
     p.add_argument(
         "--min-agreement", type=float, default=0.995, help="float argmax agreement required"

@@ -19,7 +19,8 @@ from distill.quant.artifacts import (
     run_torch,
     split_features,
 )
-from distill.quant.int8 import quantize_onnx
+from distill.quant.int8 import CONV_GEMM_OPS, quantize_onnx
+from distill.quant.int8_error import activation_sqnr, format_sqnr
 
 MIN_FLOAT_AGREEMENT = 0.995
 
@@ -60,9 +61,19 @@ def export_run(
     limit_batches: int | None = None,
     min_agreement: float = MIN_FLOAT_AGREEMENT,
     out_dir: str | Path | None = None,
+    calibration_method: str = "minmax",
+    sqnr_batches: int = 0,
+    int8_ops: list[str] | str | None = "auto",
 ) -> dict[str, Any]:
     """Export the float student (and with int8=True the PTQ int8 student and, after
-    `distill qat`, the QAT float and int8 students) and check them on `split`."""
+    `distill qat`, the QAT float and int8 students) and check them on `split`.
+
+    int8 activation ranges come from the first `calib_batches` batches of `split` by
+    `calibration_method` (minmax | percentile | entropy); `int8_ops` limits quantization to
+    those operator types (None: all; "auto": `quantize_onnx`'s rule); with `sqnr_batches` > 0
+    each int8 file also gets the per-tensor SQNR against its float model on that many batches."""
+    if int8 and calib_batches < 1:
+        raise ValueError(f"calib_batches must be >= 1, given {calib_batches}")
     checkpoint, run_dir = resolve(target)
     module = load_module(checkpoint)
     out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
@@ -91,7 +102,10 @@ def export_run(
             float_acc = entry["accuracy"] if name == "float" else float_acc
         files[name] = entry
         if int8:
-            files[_int8_name(name)] = _int8(path, feats[:calib_batches], feats, labels, entry)
+            options = {"calibration_method": calibration_method, "op_types": int8_ops}
+            files[_int8_name(name)] = _int8(
+                path, feats, labels, entry, feats[:calib_batches], options, sqnr_batches
+            )
     report["files"] = files
     if float_acc is not None:
         for entry in files.values():
@@ -106,10 +120,20 @@ def _int8_name(float_name: str) -> str:
     return "int8_ptq" if float_name == "float" else "int8_qat"
 
 
-def _int8(float_path: Path, calibration, feats, labels, float_entry: dict) -> dict[str, Any]:
+def _int8(
+    float_path: Path,
+    feats,
+    labels,
+    float_entry: dict,
+    calibration,
+    options: dict,
+    sqnr_batches: int,
+) -> dict[str, Any]:
     name = _int8_name(float_path.stem.removeprefix("student_"))
     path = float_path.with_name(f"student_{name}.onnx")
-    excluded = quantize_onnx(float_path, path, calibration)
+    excluded = quantize_onnx(float_path, path, calibration, **options)
+    if options["op_types"] == "auto":
+        options = {**options, "op_types": list(CONV_GEMM_OPS) if excluded else None}
     float_logits = run_onnx(float_path, feats)
     logits = run_onnx(path, feats)
     entry: dict[str, Any] = {
@@ -117,10 +141,15 @@ def _int8(float_path: Path, calibration, feats, labels, float_entry: dict) -> di
         "bytes": path.stat().st_size,
         "from": str(float_path),
         "kept_float": excluded,
+        "calibration_method": options["calibration_method"],
+        "quantized_op_types": options["op_types"] or "all",
+        "calibration_clips": sum(len(b) for b in calibration),
         "agreement_with_float": agreement(float_logits, logits),
     }
     if "accuracy" in float_entry:
         entry["accuracy"] = accuracy(logits, labels)
+    if sqnr_batches > 0:
+        entry["activation_sqnr_db"] = activation_sqnr(float_path, path, feats[:sqnr_batches])
     return entry
 
 
@@ -140,6 +169,8 @@ def format_report(report: dict[str, Any]) -> str:
         if "accuracy_change_vs_float" in e and name != "float":
             parts.append(f"({100 * e['accuracy_change_vs_float']:+.2f} pts vs float)")
         lines.append("  " + "  ".join(parts) + f"  -> {e['path']}")
+        if "activation_sqnr_db" in e:
+            lines.append("    " + format_sqnr(e["activation_sqnr_db"]).replace("\n", "\n    "))
     return "\n".join(lines)
 
 

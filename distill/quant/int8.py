@@ -3,8 +3,10 @@
 Chosen from measurements (docs/qat_export.md): uint8 per-tensor activations, int8 per-channel
 weights (the same scheme the PT2E X86 fake-quant trains for), `quant_pre_process` first,
 convolutions with one input channel and depthwise convolutions left float (they ran slower
-quantized in onnxruntime on x86). PTQ quantizes the distilled float student; QAT quantizes the
-QAT-fine-tuned float student with the same call.
+quantized in onnxruntime on x86), and then only Conv/Gemm/MatMul quantized, since the
+element-wise ops around float convs lose accuracy to rounding and gain no integer kernel.
+PTQ quantizes the distilled float student; QAT quantizes the QAT-fine-tuned float student
+with the same call.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+CONV_GEMM_OPS = ("Conv", "Gemm", "MatMul")  # op types with integer kernels worth the Q/DQ
 
 
 def excluded_convs(model_path: str | Path) -> list[str]:
@@ -31,6 +35,20 @@ def excluded_convs(model_path: str | Path) -> list[str]:
         if group > 1 or (shape is not None and shape[1] * group == 1):
             names.append(node.name)
     return names
+
+
+def _check_op_types(model_path: Path, shown_as: str | Path, op_types: list[str]) -> None:
+    """Every name must be an ONNX operator and at least one must occur in the model."""
+    import onnx
+
+    present = {node.op_type for node in onnx.load(str(model_path)).graph.node}
+    unknown = [op for op in op_types if not onnx.defs.has(op)]
+    if unknown or not present.intersection(op_types):
+        model_path.unlink(missing_ok=True)
+        problem = f"{unknown} are not ONNX operators" if unknown else "none occurs in the model"
+        raise ValueError(
+            f"op_types {list(op_types)!r}: {problem}; {shown_as} has {', '.join(sorted(present))}"
+        )
 
 
 class _Reader:
@@ -54,13 +72,17 @@ def quantize_onnx(
     reduce_range: bool = False,
     keep_slow_convs_float: bool = True,
     calibration_method: str = "minmax",
+    op_types: list[str] | str | None = "auto",
 ) -> list[str]:
     """Write the int8 model of `float_path`; returns the names of convs left float.
 
     The defaults are the deployment path; the options (`quant_format` qdq | qoperator,
     per-tensor weights, uint8 weights, 7-bit `reduce_range`, quantizing every conv, activation
-    ranges from `calibration_method` minmax | percentile | entropy) exist to compare
-    alternatives (`benchmarks/quant_latency.py --options`)."""
+    ranges from `calibration_method` minmax | percentile | entropy, and `op_types`: the
+    operator types to quantize, None for all that onnxruntime can) exist to compare
+    alternatives (`benchmarks/quant_latency.py --options`). `op_types="auto"` quantizes
+    everything when every conv is int8, and only Conv/Gemm/MatMul when some convs stay float:
+    element-wise ops between float convs gain no integer kernel, only Q/DQ time and rounding."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -92,6 +114,10 @@ def quantize_onnx(
     pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
     quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=False)
     excluded = excluded_convs(pre) if keep_slow_convs_float else []
+    if op_types == "auto":
+        op_types = list(CONV_GEMM_OPS) if excluded else None
+    elif op_types is not None:
+        _check_op_types(pre, float_path, op_types)
     reader = _Reader(input_name, calibration)
     CalibrationDataReader.register(_Reader)
     try:
@@ -106,10 +132,11 @@ def quantize_onnx(
             weight_type=weights[weight_type],
             nodes_to_exclude=excluded,
             calibrate_method=methods[calibration_method],
+            op_types_to_quantize=op_types,
         )
     finally:
         pre.unlink(missing_ok=True)
     return excluded
 
 
-__all__ = ["excluded_convs", "quantize_onnx"]
+__all__ = ["CONV_GEMM_OPS", "excluded_convs", "quantize_onnx"]

@@ -24,6 +24,21 @@ from distill.train import load_student
 INT8_MIN_AGREEMENT = 0.90
 
 
+def _random_onnx(name: str, tmp_path: Path, frames: int) -> Path:
+    """Float ONNX of a randomly initialised (seed 0) student, 40 features in."""
+    torch.manual_seed(0)
+    model = students.create(name, num_classes=12, n_features=40).eval()
+    return export_float(model, tmp_path / "f.onnx", 40, frames, 18)
+
+
+def _quantized_producers(path: Path) -> set[str]:
+    """Operator types whose outputs the QDQ model quantizes."""
+    graph = onnx.load(str(path)).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    return {producers[n.input[0]] for n in graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] in producers}  # fmt: skip
+
+
 def _graph_names(path: Path) -> tuple[list[str], list[str]]:
     graph = onnx.load(str(path)).graph
     return sorted(i.name for i in graph.initializer), [n.op_type for n in graph.node]
@@ -76,9 +91,7 @@ def test_onnxruntime_matches_torch_float_and_int8(tmp_path: Path) -> None:
 
 
 def test_quantization_options_change_the_graph(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = students.create("bc_resnet1", num_classes=12, n_features=40).eval()
-    path = export_float(model, tmp_path / "f.onnx", 40, 51, 18)
+    path = _random_onnx("bc_resnet1", tmp_path, frames=51)
     feats = [np.random.default_rng(0).standard_normal((4, 40, 51)).astype(np.float32)]
 
     def ops(out: Path) -> set[str]:
@@ -93,6 +106,21 @@ def test_quantization_options_change_the_graph(tmp_path: Path) -> None:
         quantize_onnx(path, tmp_path / "bad.onnx", feats, weight_type="int4")
     with pytest.raises(ValueError, match="calibration_method must be one of"):
         quantize_onnx(path, tmp_path / "bad.onnx", feats, calibration_method="kl")
+    quantize_onnx(path, tmp_path / "every.onnx", feats, op_types=None)
+    quantize_onnx(path, tmp_path / "conv.onnx", feats, op_types=["Conv", "Gemm", "MatMul"])
+    assert "BatchNormalization" in _quantized_producers(tmp_path / "every.onnx")  # sub-spectral
+    assert "BatchNormalization" not in _quantized_producers(tmp_path / "qdq.onnx")  # conv inputs
+
+    def n_quantize(out: Path) -> int:
+        return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+
+    # "auto": some convs stay float here, so only Conv/Gemm/MatMul are quantized
+    assert n_quantize(tmp_path / "qdq.onnx") == n_quantize(tmp_path / "conv.onnx")
+    assert n_quantize(tmp_path / "qdq.onnx") < n_quantize(tmp_path / "every.onnx")
+    with pytest.raises(ValueError, match=r"\['conv'\] are not ONNX operators"):
+        quantize_onnx(path, tmp_path / "bad.onnx", feats, op_types=["conv"])
+    with pytest.raises(ValueError, match="none occurs in the model"):
+        quantize_onnx(path, tmp_path / "bad.onnx", feats, op_types=["LSTM"])
 
 
 def test_export_refuses_broken_weights(tiny_run: dict, tmp_path: Path, monkeypatch) -> None:
@@ -139,9 +167,7 @@ def test_bench_table_has_ratio_columns() -> None:
 def test_op_profile_names_the_kernels_of_float_and_int8(tmp_path: Path) -> None:
     from distill.quant.latency import onnx_op_profile
 
-    torch.manual_seed(0)
-    model = students.create("tc_resnet8", num_classes=12, n_features=40).eval()
-    path = export_float(model, tmp_path / "f.onnx", 40, 51, 18)
+    path = _random_onnx("tc_resnet8", tmp_path, frames=51)
     feats = [np.random.default_rng(0).standard_normal((8, 40, 51)).astype(np.float32)]
     quantize_onnx(path, tmp_path / "q.onnx", feats)
     f = onnx_op_profile(path, (1, 40, 51), batch=4, runs=3)
@@ -154,9 +180,7 @@ def test_op_profile_names_the_kernels_of_float_and_int8(tmp_path: Path) -> None:
 
 
 def test_percentile_calibration_clips_outliers(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = students.create("tc_resnet8", num_classes=12, n_features=40).eval()
-    path = export_float(model, tmp_path / "f.onnx", 40, 51, 18)
+    path = _random_onnx("tc_resnet8", tmp_path, frames=51)
     feats = np.random.default_rng(0).standard_normal((64, 40, 51)).astype(np.float32)
     feats[0, 0, 0] = 500.0  # one outlier in 130 K values sets the min-max range
 
@@ -169,3 +193,61 @@ def test_percentile_calibration_clips_outliers(tmp_path: Path) -> None:
         return float(init[node.input[1]])
 
     assert first_scale("percentile") < 0.5 * first_scale("minmax")
+
+
+def test_sqnr_covers_every_quantized_activation_and_matches_logits(tmp_path: Path) -> None:
+    from distill.quant.int8_error import activation_sqnr
+
+    path = _random_onnx("bc_resnet1", tmp_path, frames=51)
+    feats = [np.random.default_rng(0).standard_normal((6, 40, 51)).astype(np.float32)]
+    quantize_onnx(path, tmp_path / "q.onnx", feats)
+    rows = activation_sqnr(path, tmp_path / "q.onnx", feats, chunk=4)  # chunks of 4 and 2
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    weights = {i.name for i in graph.initializer}
+    quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"} - weights
+    renamed_output = {"logits_QuantizeLinear_Input"}  # the logits before their Q/DQ: last row
+    assert {r["tensor"] for r in rows[:-1]} == quantized - renamed_output
+    assert rows[-1]["op"] == "logits" and all(np.isfinite(r["sqnr_db"]) for r in rows)
+    f, q = run_onnx(path, feats).astype(np.float64), run_onnx(tmp_path / "q.onnx", feats)
+    by_hand = 10 * np.log10(np.square(f).sum() / np.square(f - q).sum())
+    assert abs(rows[-1]["sqnr_db"] - by_hand) < 0.5  # unfused Q/DQ vs fused integer kernels
+
+
+def test_sqnr_shows_the_range_an_outlier_costs(tmp_path: Path) -> None:
+    from distill.quant.int8_error import activation_sqnr
+
+    path = _random_onnx("tc_resnet8", tmp_path, frames=51)
+    clean = np.random.default_rng(0).standard_normal((64, 40, 51)).astype(np.float32)
+    spiked = clean.copy()
+    spiked[0, 0, 0] = 500.0  # one value in 130 K: percentile (99.999 %) clips it, minmax not
+    sqnr = {}
+    for method in ("minmax", "percentile"):
+        quantize_onnx(path, tmp_path / f"{method}.onnx", [spiked], calibration_method=method)
+        rows = activation_sqnr(path, tmp_path / f"{method}.onnx", [clean])
+        sqnr[method] = rows[0]["sqnr_db"]  # the first quantized tensor: the unsqueezed input
+        # (every op type is quantized: no TC-ResNet conv stays float, so "auto" means all)
+    assert rows[0]["op"] == "Unsqueeze"
+    assert sqnr["percentile"] > sqnr["minmax"] + 10  # a 500/255 step rounds most inputs to 0
+    with pytest.raises(ValueError, match="at least one batch"):
+        activation_sqnr(path, tmp_path / "minmax.onnx", [])
+
+
+def test_export_records_calibration_and_sqnr(tiny_run: dict, tmp_path: Path) -> None:
+    from distill.quant.export import format_report
+
+    report = export_run(
+        tiny_run["run_dir"],
+        int8=True,
+        out_dir=tmp_path,
+        calib_batches=1,
+        calibration_method="entropy",
+        sqnr_batches=1,
+        int8_ops=["Conv", "Gemm"],
+    )
+    ptq = report["files"]["int8_ptq"]
+    assert ptq["calibration_method"] == "entropy" and ptq["calibration_clips"] > 0
+    assert ptq["quantized_op_types"] == ["Conv", "Gemm"]
+    assert ptq["activation_sqnr_db"][-1]["op"] == "logits"
+    assert "logits SQNR" in format_report(report)
+    with pytest.raises(ValueError, match="calib_batches must be >= 1"):
+        export_run(tiny_run["run_dir"], int8=True, out_dir=tmp_path, calib_batches=0)
