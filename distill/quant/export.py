@@ -19,7 +19,7 @@ from distill.quant.artifacts import (
     run_torch,
     split_features,
 )
-from distill.quant.int8 import CONV_GEMM_OPS, quantize_onnx
+from distill.quant.int8 import quantize_onnx, resolved_op_types
 from distill.quant.int8_error import activation_sqnr, format_sqnr
 
 MIN_FLOAT_AGREEMENT = 0.995
@@ -132,8 +132,7 @@ def _int8(
     name = _int8_name(float_path.stem.removeprefix("student_"))
     path = float_path.with_name(f"student_{name}.onnx")
     excluded = quantize_onnx(float_path, path, calibration, **options)
-    if options["op_types"] == "auto":
-        options = {**options, "op_types": list(CONV_GEMM_OPS) if excluded else None}
+    op_types = resolved_op_types(options["op_types"], excluded)
     float_logits = run_onnx(float_path, feats)
     logits = run_onnx(path, feats)
     entry: dict[str, Any] = {
@@ -142,7 +141,7 @@ def _int8(
         "from": str(float_path),
         "kept_float": excluded,
         "calibration_method": options["calibration_method"],
-        "quantized_op_types": options["op_types"] or "all",
+        "quantized_op_types": op_types or "all",
         "calibration_clips": sum(len(b) for b in calibration),
         "agreement_with_float": agreement(float_logits, logits),
     }

@@ -37,6 +37,14 @@ def excluded_convs(model_path: str | Path) -> list[str]:
     return names
 
 
+def resolved_op_types(op_types: list[str] | str | None, excluded: list[str]) -> list[str] | None:
+    """The operator types `quantize_onnx` quantizes (None: all), with "auto" resolved by
+    whether any conv stays float (`excluded`)."""
+    if op_types == "auto":
+        return list(CONV_GEMM_OPS) if excluded else None
+    return op_types
+
+
 def _check_op_types(model_path: Path, shown_as: str | Path, op_types: list[str]) -> None:
     """Every name must be an ONNX operator and at least one must occur in the model."""
     import onnx
@@ -114,10 +122,9 @@ def quantize_onnx(
     pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
     quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=False)
     excluded = excluded_convs(pre) if keep_slow_convs_float else []
-    if op_types == "auto":
-        op_types = list(CONV_GEMM_OPS) if excluded else None
-    elif op_types is not None:
+    if op_types not in ("auto", None):
         _check_op_types(pre, float_path, op_types)
+    op_types = resolved_op_types(op_types, excluded)
     reader = _Reader(input_name, calibration)
     CalibrationDataReader.register(_Reader)
     try:
@@ -139,4 +146,4 @@ def quantize_onnx(
     return excluded
 
 
-__all__ = ["CONV_GEMM_OPS", "excluded_convs", "quantize_onnx"]
+__all__ = ["CONV_GEMM_OPS", "excluded_convs", "quantize_onnx", "resolved_op_types"]
