@@ -42,6 +42,8 @@ def _export(args: argparse.Namespace) -> int:
             calibration_method=args.calibration_method,
             sqnr_batches=args.sqnr_batches,
             int8_ops=_int8_ops(args.int8_ops),
+            calib_split=args.calib_split,
+            data_overrides=args.overrides,
         )
     except ParityError as err:
         print(f"distill export: error: {err}", file=sys.stderr)
@@ -73,7 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="onnx", help="only onnx")
     p.add_argument("--int8", action="store_true", help="also write int8 (PTQ, and QAT if run)")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.root=data/other")
     p.add_argument("--calib-batches", type=int, default=8, help="calibration batches (int8)")
+    p.add_argument(
+        "--calib-split",
+        default="val",
+        choices=["train", "val"],
+        help="split whose first batches calibrate int8 (never the test split)",
+    )
     p.add_argument(
         "--calibration-method",
         default="minmax",

@@ -33,6 +33,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "losses.weighting": ("additive", "convex"),
     "losses.temporal_kd.target": ("teacher", "span", "shuffled", "uniform"),
     "losses.temporal_kd.direction": ("forward", "reverse"),
+    "qat.fake_quant": ("deployment", "all"),
     "losses.hint.distance": ("mse", "cosine"),
     "optim.name": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "constant"),

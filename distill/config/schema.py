@@ -180,6 +180,7 @@ class QATConfig:
     epochs: int = 2
     lr: float = 1e-4
     weight_bits: int = 8
+    fake_quant: str = "deployment"  # deployment: the convs int8 export quantizes | all convs
 
 
 @dataclass

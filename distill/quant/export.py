@@ -64,23 +64,44 @@ def export_run(
     calibration_method: str = "minmax",
     sqnr_batches: int = 0,
     int8_ops: list[str] | str | None = "auto",
+    calib_split: str = "val",
+    data_overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Export the float student (and with int8=True the PTQ int8 student and, after
     `distill qat`, the QAT float and int8 students) and check them on `split`.
 
-    int8 activation ranges come from the first `calib_batches` batches of `split` by
+    int8 activation ranges come from the first `calib_batches` batches of `calib_split` by
     `calibration_method` (minmax | percentile | entropy); `int8_ops` limits quantization to
     those operator types (None: all; "auto": `quantize_onnx`'s rule); with `sqnr_batches` > 0
-    each int8 file also gets the per-tensor SQNR against its float model on that many batches."""
+    each int8 file also gets the per-tensor SQNR against its float model on that many batches.
+    `data_overrides` (`data.KEY=VALUE`) check on other data of the same classes, e.g. a
+    larger bank (`data.root=...`)."""
     if int8 and calib_batches < 1:
         raise ValueError(f"calib_batches must be >= 1, given {calib_batches}")
+    if calib_split not in ("train", "val"):
+        raise ValueError(f"calib_split must be train or val (never test), given {calib_split!r}")
     checkpoint, run_dir = resolve(target)
     module = load_module(checkpoint)
+    if data_overrides:
+        module.cfg = with_data_overrides(module.cfg, data_overrides)
     out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
     n_features, frames = module.frontend.n_features, frames_of(module)
     opset = int(module.cfg.export.opset)
     feats, labels = split_features(module, split, limit_batches)
-    report: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "clips": len(labels)}
+    calibration: list[np.ndarray] = []
+    if int8:
+        calibration = (
+            feats[:calib_batches]
+            if calib_split == split
+            else split_features(module, calib_split, calib_batches)[0]
+        )
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "clips": len(labels),
+        "data_root": str(module.cfg.data.root),
+        "calibration_split": calib_split if int8 else None,
+    }
     models: dict[str, Any] = {"float": module.student}
     qat = load_qat_student(run_dir)
     if qat is not None:
@@ -104,7 +125,7 @@ def export_run(
         if int8:
             options = {"calibration_method": calibration_method, "op_types": int8_ops}
             files[_int8_name(name)] = _int8(
-                path, feats, labels, entry, feats[:calib_batches], options, sqnr_batches
+                path, feats, labels, entry, calibration, options, sqnr_batches
             )
     report["files"] = files
     if float_acc is not None:
@@ -114,6 +135,19 @@ def export_run(
     out.mkdir(parents=True, exist_ok=True)
     (out / "export.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def with_data_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """The recipe with `data.KEY=VALUE` overrides applied; other keys are refused, since the
+    student, frontend and classes are fixed by the checkpoint."""
+    from distill.config import apply_overrides
+
+    other = [o for o in overrides if not o.startswith("data.")]
+    if other:
+        raise ValueError(
+            f"export takes data.* overrides only (the model is the checkpoint's); given {other}"
+        )
+    return apply_overrides(cfg, overrides)
 
 
 def _int8_name(float_name: str) -> str:
@@ -147,6 +181,9 @@ def _int8(
     }
     if "accuracy" in float_entry:
         entry["accuracy"] = accuracy(logits, labels)
+        right, float_right = logits.argmax(1) == labels, float_logits.argmax(1) == labels
+        entry["clips_fixed"] = int((right & ~float_right).sum())  # vs its own float model
+        entry["clips_broken"] = int((float_right & ~right).sum())
     if sqnr_batches > 0:
         entry["activation_sqnr_db"] = activation_sqnr(float_path, path, feats[:sqnr_batches])
     return entry
@@ -167,6 +204,8 @@ def format_report(report: dict[str, Any]) -> str:
             parts.append(f"acc {e['accuracy']:.4f}")
         if "accuracy_change_vs_float" in e and name != "float":
             parts.append(f"({100 * e['accuracy_change_vs_float']:+.2f} pts vs float)")
+        if "clips_fixed" in e:
+            parts.append(f"[+{e['clips_fixed']} / -{e['clips_broken']} clips vs its float]")
         lines.append("  " + "  ".join(parts) + f"  -> {e['path']}")
         if "activation_sqnr_db" in e:
             lines.append("    " + format_sqnr(e["activation_sqnr_db"]).replace("\n", "\n    "))

@@ -19,8 +19,14 @@ import numpy as np
 CONV_GEMM_OPS = ("Conv", "Gemm", "MatMul")  # op types with integer kernels worth the Q/DQ
 
 
+def stays_float(in_channels: int, groups: int) -> bool:
+    """Whether the deployment int8 path keeps a convolution float: one input channel, or
+    depthwise / grouped (both ran slower quantized in onnxruntime on x86)."""
+    return groups > 1 or in_channels == 1
+
+
 def excluded_convs(model_path: str | Path) -> list[str]:
-    """Names of Conv nodes kept float: one input channel, or depthwise (group > 1)."""
+    """Names of Conv nodes kept float (`stays_float`)."""
     import onnx
     from onnx import numpy_helper
 
@@ -32,7 +38,8 @@ def excluded_convs(model_path: str | Path) -> list[str]:
             continue
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         shape = weights.get(node.input[1])
-        if group > 1 or (shape is not None and shape[1] * group == 1):
+        in_channels = shape[1] * group if shape is not None else 0  # 0: unknown, not one
+        if stays_float(in_channels, group):
             names.append(node.name)
     return names
 
@@ -146,4 +153,10 @@ def quantize_onnx(
     return excluded
 
 
-__all__ = ["CONV_GEMM_OPS", "excluded_convs", "quantize_onnx", "resolved_op_types"]
+__all__ = [
+    "CONV_GEMM_OPS",
+    "excluded_convs",
+    "quantize_onnx",
+    "resolved_op_types",
+    "stays_float",
+]

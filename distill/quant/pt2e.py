@@ -6,6 +6,11 @@ names, so a forward hook cannot be put on it. Instead the student is exported in
 outputs, fake-quantized like every other activation. `QATStudent` runs the prepared graph,
 returns the logits and keeps the tap outputs in `GraphTap`s that read like `FeatureTap`s, so
 `DistillModule` computes its losses unchanged.
+
+Which convolutions get fake-quant (`fake_quant`): "deployment" (default) leaves float exactly
+the convolutions the int8 export keeps float (`distill.quant.int8.stays_float`: one input
+channel, depthwise), so QAT trains for the rounding of the deployed graph; "all" is the torchao
+X86 quantizer's own recipe, which quantizes every convolution.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch import Tensor, nn
 from students.tap import to_time_features
 
 SUPPORTED_WEIGHT_BITS = (2, 3, 4, 5, 6, 7, 8)
+FAKE_QUANT_SCOPES = ("deployment", "all")
 
 
 class TappedStudent(nn.Module):
@@ -102,28 +108,76 @@ def quantization_config(weight_bits: int = 8, is_qat: bool = True) -> Any:
     return dataclasses.replace(config, weight=weight)
 
 
+def float_conv_names(student: nn.Module) -> list[str]:
+    """Submodules of `student` whose convolutions the int8 export keeps float."""
+    from distill.quant.int8 import stays_float
+
+    return [
+        name
+        for name, m in student.named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd) and stays_float(m.in_channels, m.groups)
+    ]
+
+
+def x86_quantizer(config: Any, float_modules: list[str]) -> Any:
+    """The torchao X86 quantizer with `config` globally and the named submodules left float."""
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        QUANT_ANNOTATION_KEY,
+        X86InductorQuantizer,
+    )
+
+    class X86QuantizerWithFloatModules(X86InductorQuantizer):
+        """torchao 0.18 marks a module left float with an empty annotation, which its QAT
+        conv-BatchNorm fusion cannot read (IndexError on the empty input map); the empty
+        annotations are dropped once the graph is annotated, which also leaves those nodes
+        float."""
+
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            super().annotate(model)
+            for node in model.graph.nodes:
+                note = node.meta.get(QUANT_ANNOTATION_KEY)
+                if note is not None and not note.input_qspec_map and note.output_qspec is None:
+                    del node.meta[QUANT_ANNOTATION_KEY]
+            return model
+
+    quantizer = X86QuantizerWithFloatModules().set_global(config)
+    for name in float_modules:
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
+
+
 def prepare_qat(
-    student: nn.Module, taps: list[tuple[str, str]], example: Tensor, weight_bits: int = 8
+    student: nn.Module,
+    taps: list[tuple[str, str]],
+    example: Tensor,
+    weight_bits: int = 8,
+    fake_quant: str = "deployment",
 ) -> QATStudent:
-    """Export `student` (strict, dynamic batch) with its taps as outputs and insert fake-quant."""
+    """Export `student` (strict, dynamic batch) with its taps as outputs and insert fake-quant
+    (`fake_quant`: "deployment" skips the convolutions the int8 export keeps float, "all"
+    quantizes every convolution)."""
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
+    if fake_quant not in FAKE_QUANT_SCOPES:
+        raise ValueError(f"qat.fake_quant={fake_quant!r}: expected one of {FAKE_QUANT_SCOPES}")
     config = quantization_config(weight_bits)
+    skipped = float_conv_names(student) if fake_quant == "deployment" else []
     wrapper = TappedStudent(student, [name for name, _ in taps]).train()
     batch = torch.export.Dim("batch", min=1, max=4096)
     if example.shape[0] < 2:
         raise ValueError("prepare_qat needs an example batch of at least 2 (dynamic batch)")
     exported = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},), strict=True)
     wrapper.remove_hooks()
-    prepared = prepare_qat_pt2e(exported.module(), X86InductorQuantizer().set_global(config))
+    quantizer = x86_quantizer(config, [f"student.{name}" for name in skipped])
+    prepared = prepare_qat_pt2e(exported.module(), quantizer)
     allow_exported_model_train_eval(prepared)
     quantized = sum(1 for n in prepared.graph.nodes if n.op == "call_module")
     if quantized == 0:
         raise RuntimeError(
             f"PT2E QAT inserted no fake-quant into {type(student).__name__}: the X86 quantizer "
             "covers Conv2d and Linear only"
+            + (f", and {len(skipped)} convolutions stay float in deployment" if skipped else "")
         )
     return QATStudent(prepared, taps, weight_bits)
 
@@ -156,6 +210,20 @@ class QATStudent(nn.Module):
         """Number of fake-quantize modules in the graph (activations and weights)."""
         return sum(1 for n in self.graph.graph.nodes if n.op == "call_module")
 
+    def quantized_modules(self) -> list[str]:
+        """Student submodules (plain names) whose conv or linear weights are fake-quantized."""
+        weighted = (
+            torch.ops.aten.conv1d.default,
+            torch.ops.aten.conv2d.default,
+            torch.ops.aten.linear.default,
+        )
+        names = []
+        for node in self.graph.graph.nodes:
+            if node.target in weighted and node.args[1].op == "call_module":
+                stack = list(node.meta.get("nn_module_stack", {}).values())
+                names.append(stack[-1][0].removeprefix("student.") if stack else node.name)
+        return names
+
     def convert(self) -> nn.Module:
         """The int8 (Q/DQ) torch model of the bare student: logits only, taps dropped."""
         import copy
@@ -176,4 +244,13 @@ class QATStudent(nn.Module):
         return converted
 
 
-__all__ = ["GraphTap", "QATStudent", "TappedStudent", "prepare_qat", "quantization_config"]
+__all__ = [
+    "FAKE_QUANT_SCOPES",
+    "GraphTap",
+    "QATStudent",
+    "TappedStudent",
+    "float_conv_names",
+    "prepare_qat",
+    "quantization_config",
+    "x86_quantizer",
+]

@@ -91,7 +91,8 @@ def run_qat(
     module.detach_taps()
     module.cfg = cfg
     example = torch.randn(2, module.frontend.n_features, frames_of(module))
-    student = prepare_qat(module.student, taps, example, cfg.qat.weight_bits)
+    scope = OmegaConf.select(cfg, "qat.fake_quant", default="deployment")  # older checkpoints
+    student = prepare_qat(module.student, taps, example, cfg.qat.weight_bits, scope)
     module.student = student
     module._tap = student.taps[0] if has_feature_tap else None
     module._attention_tap = student.taps[-1] if has_attention_tap else None
@@ -112,7 +113,9 @@ def run_qat(
         "best_val": keep.best,
         "epochs": cfg.qat.epochs,
         "weight_bits": cfg.qat.weight_bits,
+        "fake_quant": scope,
         "fake_quant_modules": student.fake_quant_count(),
+        "quantized_layers": student.quantized_modules(),
         "qat_student": str(out_dir / QAT_STUDENT),
         "wall_seconds": round(time.time() - start, 1),
     }

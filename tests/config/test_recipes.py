@@ -139,6 +139,12 @@ def test_value_outside_choices(recipe: Path) -> None:
     )
 
 
+def test_qat_fake_quant_scope_is_checked(recipe: Path) -> None:
+    assert load_recipe(str(recipe)).qat.fake_quant == "deployment"
+    with pytest.raises(RecipeError, match="key 'qat.fake_quant' must be one of deployment, all"):
+        load_recipe(str(recipe), ["qat.fake_quant=depthwise"])
+
+
 def test_section_given_a_scalar(recipe: Path) -> None:
     with pytest.raises(RecipeError, match=r"key 'trainer' must be a mapping of TrainerConfig"):
         load_recipe(str(recipe), ["trainer=5"])

@@ -251,3 +251,29 @@ def test_export_records_calibration_and_sqnr(tiny_run: dict, tmp_path: Path) -> 
     assert "logits SQNR" in format_report(report)
     with pytest.raises(ValueError, match="calib_batches must be >= 1"):
         export_run(tiny_run["run_dir"], int8=True, out_dir=tmp_path, calib_batches=0)
+
+
+def test_export_calibrates_off_the_checked_split_and_counts_flips(
+    tiny_run: dict, tmp_path: Path
+) -> None:
+    from distill.quant.export import format_report
+
+    report = export_run(
+        tiny_run["run_dir"],
+        int8=True,
+        split="test",
+        out_dir=tmp_path,
+        calib_batches=1,
+        calib_split="train",
+        data_overrides=["data.batch_size=3"],
+    )
+    assert report["split"] == "test" and report["calibration_split"] == "train"
+    ptq = report["files"]["int8_ptq"]
+    assert ptq["calibration_clips"] == 3  # one training batch, at the overridden batch size
+    change_in_clips = round(ptq["accuracy_change_vs_float"] * report["clips"])
+    assert ptq["clips_fixed"] - ptq["clips_broken"] == change_in_clips
+    assert f"[+{ptq['clips_fixed']} / -{ptq['clips_broken']} clips" in format_report(report)
+    with pytest.raises(ValueError, match=r"data.\* overrides only.*'student.name=gru'"):
+        export_run(tiny_run["run_dir"], out_dir=tmp_path, data_overrides=["student.name=gru"])
+    with pytest.raises(ValueError, match="calib_split must be train or val"):
+        export_run(tiny_run["run_dir"], int8=True, out_dir=tmp_path, calib_split="test")

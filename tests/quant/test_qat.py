@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import students
-from distill.quant.pt2e import prepare_qat, quantization_config
+from distill.quant.artifacts import export_float
+from distill.quant.int8 import excluded_convs
+from distill.quant.pt2e import float_conv_names, prepare_qat, quantization_config
 from distill.quant.qat import run_qat
 from distill.train import load_student
 
@@ -17,7 +20,8 @@ def test_qat_runs_with_temporal_kd_and_converts(tiny_run: dict) -> None:
     run_dir: Path = tiny_run["run_dir"]
     results = run_qat(run_dir / "checkpoints" / "best.ckpt", tiny_run["cfg"], run_dir=run_dir)
     qat = results.pop("qat_module")
-    assert results["fake_quant_modules"] > 10
+    assert results["fake_quant_modules"] > 10 and results["fake_quant"] == "deployment"
+    assert "fc" in results["quantized_layers"]
     metrics = (run_dir / "qat" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "train/temporal_kd_epoch" in metrics and "train/logit_kd_epoch" in metrics
     model, _ = load_student(run_dir / "qat" / "qat_student.pt")
@@ -79,3 +83,40 @@ def test_qat_rebuilds_losses_from_overrides(tiny_run: dict) -> None:
         assert torch.equal(rebuilt.student.state_dict()[key], value)
     for key, value in module.aux.state_dict().items():
         assert torch.equal(rebuilt.aux.state_dict()[key], value)
+
+
+class _MixedConvs(nn.Module):
+    """A one-channel stem and a depthwise conv (float in deployment), a pointwise conv and a
+    linear layer (int8 in deployment), each conv with BatchNorm as in the students."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.dw = nn.Sequential(
+            nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.BatchNorm2d(4), nn.ReLU()
+        )
+        self.pw = nn.Sequential(nn.Conv2d(4, 8, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pw(self.dw(self.stem(x.unsqueeze(1)))).mean(dim=(2, 3)))
+
+
+def test_deployment_fake_quant_matches_the_int8_export(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _MixedConvs()
+    assert float_conv_names(model) == ["stem.0", "dw.0"]
+    onnx_path = export_float(_MixedConvs().eval(), tmp_path / "mixed.onnx", 10, 12, 18)
+    assert len(excluded_convs(onnx_path)) == 2  # the same two convs stay float there
+    example = torch.randn(2, 10, 12)
+    deployed = prepare_qat(model, [("pw", "BCFT")], example, fake_quant="deployment")
+    assert sorted(deployed.quantized_modules()) == ["fc", "pw.0"]
+    everything = prepare_qat(_MixedConvs(), [("pw", "BCFT")], example, fake_quant="all")
+    assert sorted(everything.quantized_modules()) == ["dw.0", "fc", "pw.0", "stem.0"]
+    assert deployed.fake_quant_count() < everything.fake_quant_count()
+    deployed.train()
+    logits = deployed(torch.randn(4, 10, 12))  # the conv-BatchNorm QAT fusion still runs
+    (logits.sum() + deployed.taps[0].features().mean()).backward()
+    assert model.state_dict().keys() == deployed.student_state_dict().keys()
+    with pytest.raises(ValueError, match="qat.fake_quant='some'"):
+        prepare_qat(_MixedConvs(), [], example, fake_quant="some")
