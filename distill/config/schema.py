@@ -181,6 +181,7 @@ class QATConfig:
     lr: float = 1e-4
     weight_bits: int = 8
     fake_quant: str = "deployment"  # deployment: the convs int8 export quantizes | all convs
+    freeze_bn: bool = False  # BatchNorm normalises with (and keeps) its running statistics
 
 
 @dataclass

@@ -20,6 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from distill.quant.pt2e_batchnorm import (
+    batchnorm_literals,
+    freeze_batchnorm,
+    restore_batchnorm_literals,
+)
 from students.tap import to_time_features
 
 SUPPORTED_WEIGHT_BITS = (2, 3, 4, 5, 6, 7, 8)
@@ -152,10 +157,12 @@ def prepare_qat(
     example: Tensor,
     weight_bits: int = 8,
     fake_quant: str = "deployment",
+    freeze_bn: bool = False,
 ) -> QATStudent:
     """Export `student` (strict, dynamic batch) with its taps as outputs and insert fake-quant
     (`fake_quant`: "deployment" skips the convolutions the int8 export keeps float, "all"
-    quantizes every convolution)."""
+    quantizes every convolution). The BatchNorms keep the student's momentum and eps; with
+    `freeze_bn` they normalise with their running statistics in training too."""
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
@@ -170,7 +177,10 @@ def prepare_qat(
     exported = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},), strict=True)
     wrapper.remove_hooks()
     quantizer = x86_quantizer(config, [f"student.{name}" for name in skipped])
-    prepared = prepare_qat_pt2e(exported.module(), quantizer)
+    graph = exported.module()
+    literals = batchnorm_literals(graph)
+    prepared = prepare_qat_pt2e(graph, quantizer)
+    restore_batchnorm_literals(prepared, literals)
     allow_exported_model_train_eval(prepared)
     quantized = sum(1 for n in prepared.graph.nodes if n.op == "call_module")
     if quantized == 0:
@@ -179,19 +189,43 @@ def prepare_qat(
             "covers Conv2d and Linear only"
             + (f", and {len(skipped)} convolutions stay float in deployment" if skipped else "")
         )
-    return QATStudent(prepared, taps, weight_bits)
+    return QATStudent(prepared, taps, weight_bits, literals, freeze_bn)
 
 
 class QATStudent(nn.Module):
     """The prepared (fake-quant) graph: forward returns logits, taps keep the tapped outputs."""
 
-    def __init__(self, graph: nn.Module, taps: list[tuple[str, str]], weight_bits: int) -> None:
+    def __init__(
+        self,
+        graph: nn.Module,
+        taps: list[tuple[str, str]],
+        weight_bits: int,
+        bn_literals: dict[str, tuple[float, float]],
+        freeze_bn: bool = False,
+    ) -> None:
         super().__init__()
         self.graph = graph
         self.weight_bits = weight_bits
         self.taps = [GraphTap(name, layout) for name, layout in taps]
+        self.bn_literals = bn_literals
+        self.freeze_bn = freeze_bn
+        self._graph_training: bool | None = None  # the mode the graph's ops were switched to
+
+    def train(self, mode: bool = True) -> QATStudent:
+        """Switch dropout and BatchNorm (frozen BatchNorm stays in eval mode), keeping the
+        student's BatchNorm momentum and eps through torchao's rewrite."""
+        super().train(mode)
+        if mode and self.freeze_bn:
+            freeze_batchnorm(self.graph)
+        restore_batchnorm_literals(self.graph, self.bn_literals)
+        self._graph_training = mode
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._graph_training is not self.training:
+            # The `training` flag was set without `.train()` (Lightning restores the modes after
+            # validation that way), which leaves the graph's ops in their other mode.
+            self.train(self.training)
         logits, *tapped = self.graph(x)
         for tap, value in zip(self.taps, tapped):
             tap.store(value)
@@ -233,6 +267,7 @@ class QATStudent(nn.Module):
 
         graph = copy.deepcopy(self.graph)
         graph.eval()
+        restore_batchnorm_literals(graph, self.bn_literals)
         converted = convert_pt2e(graph)
         output = next(n for n in converted.graph.nodes if n.op == "output")
         logits = output.args[0][0]

@@ -92,7 +92,8 @@ def run_qat(
     module.cfg = cfg
     example = torch.randn(2, module.frontend.n_features, frames_of(module))
     scope = OmegaConf.select(cfg, "qat.fake_quant", default="deployment")  # older checkpoints
-    student = prepare_qat(module.student, taps, example, cfg.qat.weight_bits, scope)
+    freeze_bn = bool(OmegaConf.select(cfg, "qat.freeze_bn", default=False))
+    student = prepare_qat(module.student, taps, example, cfg.qat.weight_bits, scope, freeze_bn)
     module.student = student
     module._tap = student.taps[0] if has_feature_tap else None
     module._attention_tap = student.taps[-1] if has_attention_tap else None
@@ -114,6 +115,7 @@ def run_qat(
         "epochs": cfg.qat.epochs,
         "weight_bits": cfg.qat.weight_bits,
         "fake_quant": scope,
+        "freeze_bn": freeze_bn,
         "fake_quant_modules": student.fake_quant_count(),
         "quantized_layers": student.quantized_modules(),
         "qat_student": str(out_dir / QAT_STUDENT),

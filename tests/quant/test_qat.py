@@ -120,3 +120,71 @@ def test_deployment_fake_quant_matches_the_int8_export(tmp_path: Path) -> None:
     assert model.state_dict().keys() == deployed.student_state_dict().keys()
     with pytest.raises(ValueError, match="qat.fake_quant='some'"):
         prepare_qat(_MixedConvs(), [], example, fake_quant="some")
+
+
+def _without_fake_quant(qat, x: torch.Tensor) -> None:
+    """Observe `x` once (every quantizer then has a range), then turn fake-quant off."""
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
+
+    with torch.no_grad():
+        qat.eval()(x)
+    for m in qat.modules():
+        if isinstance(m, FakeQuantizeBase):
+            m.disable_fake_quant()
+            m.disable_observer()
+
+
+def test_qat_graph_keeps_the_students_batchnorm_eps() -> None:
+    # TC-ResNet's BatchNorm eps is 1e-3; torchao's QAT fusion and train/eval rewrites put 1e-5.
+    # With running variances of the order of eps the two normalisations differ visibly.
+    torch.manual_seed(0)
+    model = students.create("tc_resnet8", num_classes=12, n_features=40).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.uniform_(1e-4, 1e-3)
+    x = torch.randn(4, 40, 101)
+    with torch.no_grad():
+        reference = model(x)
+    qat = prepare_qat(model, [], torch.randn(2, 40, 101))
+    _without_fake_quant(qat, x)
+    for _ in range(2):  # each switch is a rewrite of the BatchNorm patterns
+        qat.train()
+        qat.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(qat(x), reference, rtol=1e-4, atol=1e-4)
+    int8 = qat.convert()
+    eps = [n.args[-1] for n in int8.graph.nodes if "batch_norm" in str(n.target)]
+    assert eps == [] or set(eps) == {1e-3}
+
+
+def test_frozen_batchnorm_keeps_its_statistics_in_training() -> None:
+    torch.manual_seed(0)
+    example, x = torch.randn(2, 10, 12), torch.randn(6, 10, 12)
+    for freeze in (True, False):
+        qat = prepare_qat(_MixedConvs(), [], example, freeze_bn=freeze)
+        before = {k: v.clone() for k, v in qat.student_state_dict().items() if "running" in k}
+        qat.eval()
+        with torch.no_grad():
+            evaluated = qat(x)
+        qat.train()
+        with torch.no_grad():
+            trained = qat(x)
+        after = {k: v for k, v in qat.student_state_dict().items() if "running" in k}
+        same_stats = all(torch.equal(before[k], after[k]) for k in before)
+        assert same_stats == freeze
+        assert torch.allclose(trained, evaluated, atol=1e-6) == freeze
+
+
+def test_graph_follows_a_training_flag_set_directly() -> None:
+    # Lightning restores the train mode after validation by setting `module.training` on every
+    # submodule, not through `.train()`; the graph's BatchNorm and dropout must follow the flag.
+    torch.manual_seed(0)
+    qat = prepare_qat(_MixedConvs(), [], torch.randn(2, 10, 12))
+    qat.eval()
+    for m in qat.modules():
+        m.training = True
+    before = {k: v.clone() for k, v in qat.student_state_dict().items() if "running_mean" in k}
+    qat(torch.randn(6, 10, 12) + 1.0)
+    after = qat.student_state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)  # batch statistics used
