@@ -218,7 +218,7 @@ class DistillModule(ClassifierModule):
         if self.teacher_source is not None and isinstance(self.teacher_source, nn.Module):
             self.teacher_source.to(self.device).eval()
 
-    on_test_start = on_fit_start
+    on_test_start = on_validation_start = on_fit_start
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]

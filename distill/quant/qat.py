@@ -10,6 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.trainer.states import TrainerFn
 
 from distill.quant.artifacts import QAT_DIR, QAT_STUDENT, frames_of
 from distill.quant.pt2e import QATStudent, prepare_qat
@@ -18,7 +19,8 @@ QAT_STATE = "qat_state.pt"
 
 
 class _KeepBest(pl.Callback):
-    """Keeps (in memory and on disk) the QAT graph's state dict of the best validation epoch.
+    """Keeps (in memory and on disk) the QAT graph's state dict of the best validation, the
+    validation of the starting weights included (`best_epoch` None: no epoch improved on it).
 
     The prepared graph does not pickle, so it is checkpointed by state dict (re-prepare the
     student and `load_state_dict` to resume)."""
@@ -26,6 +28,8 @@ class _KeepBest(pl.Callback):
     def __init__(self, monitor: str, path: Path) -> None:
         self.monitor, self.path = monitor, path
         self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.scores: list[float] = []  # the starting weights' first, then one per epoch
         self.state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -34,8 +38,11 @@ class _KeepBest(pl.Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             raise KeyError(f"QAT monitor {self.monitor!r} was not logged during validation")
+        self.scores.append(float(value))
         if self.best is None or float(value) > self.best:
             self.best = float(value)
+            fitting = trainer.state.fn == TrainerFn.FITTING
+            self.best_epoch = trainer.current_epoch if fitting else None
             self.state = {
                 k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()
             }
@@ -102,6 +109,7 @@ def run_qat(
     monitor = monitor_of(cfg, datamodule.task)
     keep = _KeepBest(monitor, out_dir / QAT_STATE)
     trainer = build_trainer(cfg, out_dir, callbacks=[keep], enable_checkpointing=False)
+    trainer.validate(module, datamodule=datamodule, verbose=False)  # the starting weights
     trainer.fit(module, datamodule=datamodule)
     if keep.state is None:
         raise RuntimeError("QAT ran no validation epoch: set trainer.limit_val_batches > 0")
@@ -112,6 +120,8 @@ def run_qat(
         "checkpoint": str(checkpoint),
         "monitor": monitor,
         "best_val": keep.best,
+        "best_epoch": keep.best_epoch,
+        "val_scores": keep.scores,
         "epochs": cfg.qat.epochs,
         "weight_bits": cfg.qat.weight_bits,
         "fake_quant": scope,

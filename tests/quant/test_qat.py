@@ -22,6 +22,11 @@ def test_qat_runs_with_temporal_kd_and_converts(tiny_run: dict) -> None:
     qat = results.pop("qat_module")
     assert results["fake_quant_modules"] > 10 and results["fake_quant"] == "deployment"
     assert "fc" in results["quantized_layers"]
+    # the starting weights are validated first and compete with the epochs for "best"
+    assert len(results["val_scores"]) == 1 + results["epochs"]
+    assert results["best_val"] == max(results["val_scores"])
+    best = results["val_scores"].index(results["best_val"])
+    assert results["best_epoch"] == (None if best == 0 else best - 1)
     metrics = (run_dir / "qat" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "train/temporal_kd_epoch" in metrics and "train/logit_kd_epoch" in metrics
     model, _ = load_student(run_dir / "qat" / "qat_student.pt")
