@@ -16,10 +16,8 @@ import torch
 from torch import fx
 
 _BATCH_NORM = torch.ops.aten.batch_norm.default
-_MOMENTUM, _EPS = (
-    6,
-    7,
-)  # aten.batch_norm(input, weight, bias, mean, var, training, momentum, eps, cudnn)
+# aten.batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn)
+_RUNNING_MEAN, _RUNNING_VAR, _MOMENTUM, _EPS = 3, 4, 6, 7
 
 
 def _buffer(node: fx.Node, index: int) -> str:
@@ -32,7 +30,7 @@ def _buffer(node: fx.Node, index: int) -> str:
 def batchnorm_literals(graph_module: fx.GraphModule) -> dict[str, tuple[float, float]]:
     """(momentum, eps) of each BatchNorm node, keyed by its running-mean buffer."""
     return {
-        _buffer(node, 3): (float(node.args[_MOMENTUM]), float(node.args[_EPS]))
+        _buffer(node, _RUNNING_MEAN): (float(node.args[_MOMENTUM]), float(node.args[_EPS]))
         for node in graph_module.graph.nodes
         if node.target is _BATCH_NORM
     }
@@ -47,7 +45,7 @@ def restore_batchnorm_literals(
     for node in graph_module.graph.nodes:
         if node.target is not _BATCH_NORM:
             continue
-        key = _buffer(node, 3)
+        key = _buffer(node, _RUNNING_MEAN)
         if key not in literals:
             raise KeyError(f"BatchNorm on {key} was not in the exported graph")
         momentum, eps = literals[key]
@@ -56,7 +54,7 @@ def restore_batchnorm_literals(
             args[_MOMENTUM], args[_EPS] = momentum, eps
             node.args = tuple(args)
             changed = True
-        for user in list(node.args[4].users):  # the running variance
+        for user in list(node.args[_RUNNING_VAR].users):
             is_var_plus_eps = user.target is torch.ops.aten.add.Tensor and isinstance(
                 user.args[1], float
             )
