@@ -143,10 +143,10 @@ def cached_rate(root: Path, tmp: Path, seconds: float, frontend: dict, args) -> 
     """Clips/s of training batches served by the feature cache (one fixed mixture per clip)."""
     from omegaconf import OmegaConf
 
+    from distill.caches.feature_cache import attach_feature_cache
     from distill.config import RecipeConfig
     from distill.data import build_datamodule
     from distill.data.frontend import build_frontend
-    from distill.feature_cache import attach_feature_cache
 
     cfg = OmegaConf.structured(RecipeConfig)
     cfg.run_dir = str(tmp)
@@ -167,7 +167,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
 
-    import students
+    from distill import students
     from distill.config.schema import DataConfig
     from distill.data import build_datamodule
     from distill.data.frontend import Frontend

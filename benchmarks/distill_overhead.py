@@ -18,10 +18,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from distill.caches.teacher_cache import attach_teacher, build_cache
 from distill.config import RecipeConfig
+from distill.core.module import DistillModule
+from distill.core.teacher_source import load_teacher_for
 from distill.data import build_datamodule
-from distill.module import DistillModule
-from distill.teacher_setup import attach_teacher, build_cache, load_teacher_for
 
 
 class EpochTimer(pl.Callback):
@@ -104,7 +105,7 @@ def main() -> None:
                 speakers=40,
                 noise_seconds=20,
             )
-        import teachers
+        from distill import teachers
 
         cfg = recipe(root, tmp / "teacher", args)
         class_names = build_datamodule(cfg.data).class_names

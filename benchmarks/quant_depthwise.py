@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from distill.quant.artifacts import export_float
-from distill.quant.int8 import quantize_onnx
-from distill.quant.latency import onnx_latency
+from distill.cost import onnx_latency
+from distill.deploy.int8 import quantize_onnx
+from distill.deploy.onnx_io import export_float
 
 FREQ = 20  # BC-ResNet-1's map after its stride-2 head on 40 log-mel bins
 

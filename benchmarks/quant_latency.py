@@ -3,7 +3,7 @@
 Random weights (latency does not depend on them); random BatchNorm statistics; calibration on
 random features. Prints one line per student with the float/int8 speed-up at batch 1 and 32.
 With `--options` it instead compares, for each student (or for a float ONNX given with
-`--onnx`), the onnxruntime quantization options of `distill.quant.int8.quantize_onnx` side by
+`--onnx`), the onnxruntime quantization options of `distill.deploy.int8.quantize_onnx` side by
 side, re-timing float before each row, `--repeats` times.
 
 Usage: python benchmarks/quant_latency.py [--runs 200] [--frames 101]
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-import students
-from distill.quant.artifacts import export_float
-from distill.quant.int8 import CONV_GEMM_OPS, quantize_onnx
-from distill.quant.latency import onnx_latency
+from distill import students
+from distill.cost import onnx_latency
+from distill.deploy.int8 import CONV_GEMM_OPS, quantize_onnx
+from distill.deploy.onnx_io import export_float
 
 STUDENTS = ("tc_resnet8", "bc_resnet1", "gru")
 OPTIONS = {  # name -> quantize_onnx keyword arguments (the first is the deployment default)

@@ -1,7 +1,7 @@
 """Where float and int8 (onnxruntime QDQ) inference time goes, per operator type, 1 thread.
 
 For each student (random weights, as in `quant_latency.py`, or a float ONNX given with `--onnx`)
-it quantizes with `distill.quant.int8.quantize_onnx` (the deployment default, or every conv with
+it quantizes with `distill.deploy.int8.quantize_onnx` (the deployment default, or every conv with
 `--all-convs`), profiles both graphs in the same run with onnxruntime's per-node profiler and
 prints a table of milliseconds per run by operator type, float beside int8, with the totals and
 their ratio. onnxruntime names operators after its own graph rewrites, so int8 convolutions show
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from quant_latency import random_student
 
-from distill.quant.int8 import quantize_onnx
-from distill.quant.latency import onnx_op_profile
+from distill.cost import onnx_op_profile
+from distill.deploy.int8 import quantize_onnx
 
 
 def profile_table(src: Path, int8: Path, frames: int, batch: int, runs: int) -> str:

@@ -9,7 +9,7 @@ import sys
 
 import distill
 import distill.commands
-from distill.config import RecipeError
+from distill.errors import DistillError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distil attention audio teachers into compact on-device students.",
     )
     parser.add_argument("--version", action="version", version=f"distill {distill.__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the full traceback of an expected error"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(distill.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"distill.commands.{info.name}")
@@ -40,9 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except RecipeError as err:
-        print(f"distill: error: {err}", file=sys.stderr)
+    except (DistillError, OSError) as err:
+        # expected errors (bad input, missing or unwritable files, stale caches): one line
+        if args.debug:
+            raise
+        print(f"distill: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError with its file name, as `str` gives it)."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
 
 
 if __name__ == "__main__":

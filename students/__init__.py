@@ -7,7 +7,7 @@ tapped time features (B, T', C) with a removable forward hook.
 
 from __future__ import annotations
 
-from students import (  # noqa: F401  (imported to register the built-ins)
+from distill.students import (  # noqa: F401  (imported to register the built-ins)
     att_rnn,
     bc_resnet,
     crnn,
@@ -17,8 +17,8 @@ from students import (  # noqa: F401  (imported to register the built-ins)
     tc_resnet,
     timm_cnn,
 )
-from students.profile import count_macs, count_params
-from students.registry import (
+from distill.students.profile import count_macs, count_params
+from distill.students.registry import (
     StudentSpec,
     UnknownStudentError,
     available,
@@ -26,7 +26,7 @@ from students.registry import (
     register_student,
     spec,
 )
-from students.tap import FeatureTap, to_time_features
+from distill.students.tap import FeatureTap, to_time_features
 
 __all__ = [
     "FeatureTap",

@@ -11,9 +11,10 @@ student's attention tap.
 from __future__ import annotations
 
 import torch
+from distill.students.registry import register_student
 from torch import nn
 
-from students.registry import register_student
+from distill.errors import BadValueError
 
 
 class AttRNN(nn.Module):
@@ -33,7 +34,7 @@ class AttRNN(nn.Module):
     ) -> None:
         super().__init__()
         if heads < 1:
-            raise ValueError(f"AttRNN: heads must be >= 1, got {heads}")
+            raise BadValueError(f"AttRNN: heads must be >= 1, got {heads}")
         convs: list[nn.Module] = []
         c_in = 1
         for c_out in filters:
@@ -61,7 +62,7 @@ class AttRNN(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> BiGRU outputs (B, T, 2 units)."""
         if x.dim() != 3:
-            raise ValueError(f"AttRNN expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(f"AttRNN expects (B, F, T) features, got shape {tuple(x.shape)}")
         maps = self.convs(x.unsqueeze(1))  # (B, C, F, T)
         return self.rnn(maps.permute(0, 3, 1, 2).flatten(2))[0]
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from distill.students.registry import register_student
+from distill.students.subspectral_norm import SubSpectralNorm
 from torch import nn
 
-from students.registry import register_student
-from students.subspectral_norm import SubSpectralNorm
+from distill.errors import BadValueError
 
 
 class BCResBlock(nn.Module):
@@ -74,19 +75,19 @@ class BCResNet(nn.Module):
         super().__init__()
         base = int(8 * tau)
         if base < 1:
-            raise ValueError(f"BC-ResNet tau={tau} gives base width {base}; need tau >= 0.125")
+            raise BadValueError(f"BC-ResNet tau={tau} gives base width {base}; need tau >= 0.125")
         c = [base * 2, base, int(base * 1.5), base * 2, int(base * 2.5), base * 4]
         freq = (n_features + 1) // 2
         for idx in range(len(blocks)):
             if freq % sub_bands:
-                raise ValueError(
+                raise BadValueError(
                     f"BC-ResNet: n_features={n_features} gives {freq} frequency bins in stage "
                     f"{idx}, not divisible by sub_bands={sub_bands}; use a multiple of 40"
                 )
             if idx in stride_stages:
                 freq = (freq + 1) // 2
         if freq % sub_bands or freq < 5:
-            raise ValueError(
+            raise BadValueError(
                 f"BC-ResNet: n_features={n_features} leaves {freq} frequency bins for the last "
                 f"stage; need a multiple of {sub_bands} and at least 5 (use a multiple of 40)"
             )
@@ -114,7 +115,7 @@ class BCResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> map (B, 4c, F'', T) before global pooling."""
         if x.dim() != 3:
-            raise ValueError(f"BCResNet expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(f"BCResNet expects (B, F, T) features, got shape {tuple(x.shape)}")
         return self.neck(self.stages(self.head(x.unsqueeze(1))))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

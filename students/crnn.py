@@ -9,9 +9,10 @@ input needs at least 7 frames.
 from __future__ import annotations
 
 import torch
+from distill.students.registry import register_student
 from torch import nn
 
-from students.registry import register_student
+from distill.errors import BadValueError
 
 
 class CRNN(nn.Module):
@@ -29,14 +30,14 @@ class CRNN(nn.Module):
     ) -> None:
         super().__init__()
         if len(filters) != len(kernels):
-            raise ValueError(f"CRNN: {len(filters)} filters but {len(kernels)} kernels")
+            raise BadValueError(f"CRNN: {len(filters)} filters but {len(kernels)} kernels")
         convs: list[nn.Module] = []
         c_in, freq = 1, n_features
         for c_out, (kt, kf) in zip(filters, kernels):
             convs += [nn.Conv2d(c_in, c_out, (kf, kt)), nn.ReLU()]
             c_in, freq = c_out, freq - kf + 1
         if freq < 1:
-            raise ValueError(f"CRNN: n_features={n_features} is too small for kernels {kernels}")
+            raise BadValueError(f"CRNN: n_features={n_features} is too small for kernels {kernels}")
         self.convs = nn.Sequential(*convs)
         self.num_features = units
         self.rnn = nn.GRU(c_in * freq, units, batch_first=True)
@@ -49,7 +50,7 @@ class CRNN(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> GRU outputs (B, T', units)."""
         if x.dim() != 3:
-            raise ValueError(f"CRNN expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(f"CRNN expects (B, F, T) features, got shape {tuple(x.shape)}")
         maps = self.convs(x.unsqueeze(1))  # (B, C, F', T')
         seq = maps.permute(0, 3, 1, 2).flatten(2)  # (B, T', C * F')
         return self.rnn(seq)[0]

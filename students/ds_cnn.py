@@ -11,9 +11,10 @@ Input (B, F, T) becomes (B, 1, F, T); the paper input is 10 MFCC x 49 frames (40
 from __future__ import annotations
 
 import torch
+from distill.students.registry import register_student
 from torch import nn
 
-from students.registry import register_student
+from distill.errors import BadValueError
 
 # (channels, kernel_t, kernel_f, stride_t, stride_f) per layer; the first is the regular conv.
 DS_CNN_CONFIGS: dict[str, list[tuple[int, int, int, int, int]]] = {
@@ -57,7 +58,7 @@ class DSCNN(nn.Module):
     ) -> None:
         super().__init__()
         if size not in DS_CNN_CONFIGS:
-            raise ValueError(f"DS-CNN size {size!r} unknown; expected one of s, m, l")
+            raise BadValueError(f"DS-CNN size {size!r} unknown; expected one of s, m, l")
         layers = DS_CNN_CONFIGS[size]
         c0, kt, kf, st, sf = layers[0]
         self.stem = nn.Sequential(
@@ -78,7 +79,7 @@ class DSCNN(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> map (B, C, F', T') before global pooling."""
         if x.dim() != 3:
-            raise ValueError(f"DSCNN expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(f"DSCNN expects (B, F, T) features, got shape {tuple(x.shape)}")
         return self.blocks(self.stem(x.unsqueeze(1)))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

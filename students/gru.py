@@ -8,9 +8,10 @@ GRU (two bias vectors), so the parameter count matches the paper (593.8K on 20 M
 from __future__ import annotations
 
 import torch
+from distill.students.registry import register_student
 from torch import nn
 
-from students.registry import register_student
+from distill.errors import BadValueError
 
 
 class GRUNet(nn.Module):
@@ -36,7 +37,7 @@ class GRUNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> GRU outputs (B, T, units)."""
         if x.dim() != 3:
-            raise ValueError(f"GRUNet expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(f"GRUNet expects (B, F, T) features, got shape {tuple(x.shape)}")
         return self.rnn(x.transpose(1, 2))[0]
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

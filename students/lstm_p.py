@@ -15,9 +15,10 @@ from __future__ import annotations
 import warnings
 
 import torch
+from distill.students.registry import register_student
 from torch import nn
 
-from students.registry import register_student
+from distill.errors import BadValueError
 
 # CPU note from torch on every first call; the fallback kernel it announces is correct.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -63,7 +64,7 @@ class ProjectedLSTM(nn.LSTM):
         if not torch.onnx.is_in_onnx_export():
             return super().forward(x, hx)
         if hx is not None:
-            raise ValueError("ProjectedLSTM export path supports no initial state")
+            raise BadValueError("ProjectedLSTM export path supports no initial state")
         gx = torch.matmul(x.transpose(0, 1), self.weight_ih_l0.t()) + self.bias_ih_l0
         out, c = _export_loop()(gx, self.weight_hh_l0, self.bias_hh_l0, self.weight_hr_l0)
         return out.transpose(0, 1), (out[-1:], c.unsqueeze(0))
@@ -89,7 +90,7 @@ class LSTMP(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> LSTM outputs (B, T, P)."""
         if x.dim() != 3:
-            raise ValueError(f"LSTMP expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(f"LSTMP expects (B, F, T) features, got shape {tuple(x.shape)}")
         return self.rnn(x.transpose(1, 2))[0]
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

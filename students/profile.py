@@ -9,6 +9,8 @@ from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from distill.errors import BadValueError
+
 
 def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
@@ -31,7 +33,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     FLOPs / 2).
     """
     if any(int(d) < 1 for d in input_shape):
-        raise ValueError(f"input_shape must be positive sizes, got {tuple(input_shape)}")
+        raise BadValueError(f"input_shape must be positive sizes, got {tuple(input_shape)}")
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
     was_training = model.training

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from distill.errors import BadValueError, DistillError
+
 StudentFactory = Callable[..., nn.Module]
 
 
-class UnknownStudentError(ValueError):
+class UnknownStudentError(DistillError, ValueError):
     """A student name that is neither registered nor an importable dotted path."""
 
 
@@ -53,7 +55,7 @@ def register_student(
     def decorate(factory: StudentFactory) -> StudentFactory:
         for key in (name, *aliases):
             if key in _REGISTRY or key in _ALIASES:
-                raise ValueError(f"student name {key!r} is already registered")
+                raise BadValueError(f"student name {key!r} is already registered")
         _REGISTRY[name] = StudentSpec(
             name=name,
             factory=factory,
@@ -122,9 +124,9 @@ def spec(name: str) -> StudentSpec:
 def create(name: str, num_classes: int, n_features: int = 40, **kwargs: object) -> nn.Module:
     """Build student `name` (registered name, alias or dotted import path)."""
     if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        raise BadValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if not isinstance(n_features, int) or n_features < 1:
-        raise ValueError(f"n_features must be a positive int, got {n_features!r}")
+        raise BadValueError(f"n_features must be a positive int, got {n_features!r}")
     model = spec(name).factory(num_classes=num_classes, n_features=n_features, **kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"student {name!r} returned {type(model).__name__}, not an nn.Module")

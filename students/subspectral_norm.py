@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from distill.errors import BadValueError
+
 
 class SubSpectralNorm(nn.Module):
     """BatchNorm per (channel, frequency sub-band): (B, C, F, T) with F split into `sub_bands`."""
@@ -18,7 +20,7 @@ class SubSpectralNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, t = x.shape
         if f % self.sub_bands != 0:
-            raise ValueError(
+            raise BadValueError(
                 f"SubSpectralNorm: frequency size {f} is not divisible by {self.sub_bands} "
                 "sub-bands"
             )

@@ -8,13 +8,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from distill.errors import BadValueError
+
 
 def _check_layout(layout: str) -> None:
     if not isinstance(layout, str) or set(layout) - set("BCFT"):
-        raise ValueError(f"tap layout {layout!r} may only use the letters B, C, F and T")
+        raise BadValueError(f"tap layout {layout!r} may only use the letters B, C, F and T")
     for axis in "BCT":
         if layout.count(axis) != 1:
-            raise ValueError(
+            raise BadValueError(
                 f"tap layout {layout!r} must name axis {axis!r} exactly once "
                 "(B batch, C channels, T time; F frequency may appear any number of times)"
             )
@@ -31,7 +33,7 @@ def to_time_features(tensor: torch.Tensor, layout: str) -> torch.Tensor:
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"tapped output is {type(tensor).__name__}, expected a tensor")
     if tensor.dim() != len(layout):
-        raise ValueError(
+        raise BadValueError(
             f"tap layout {layout!r} expects a {len(layout)}-D tensor, got shape "
             f"{tuple(tensor.shape)}"
         )

@@ -13,9 +13,10 @@ values, so evaluation fails (`bn_momentum=0.003` restores it).
 from __future__ import annotations
 
 import torch
+from distill.students.registry import register_student
 from torch import nn
 
-from students.registry import register_student
+from distill.errors import BadValueError
 
 TC_RESNET8_CHANNELS = (16, 24, 32, 48)
 TC_RESNET14_CHANNELS = (16, 24, 24, 32, 32, 48, 48)
@@ -64,7 +65,7 @@ class TCResNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(channels) < 2:
-            raise ValueError(f"TC-ResNet needs at least 2 channel entries, got {channels}")
+            raise BadValueError(f"TC-ResNet needs at least 2 channel entries, got {channels}")
         widths = [int(c * width_multiplier) for c in channels]
         bn = {"momentum": bn_momentum, "eps": bn_eps}
         self.num_features = widths[-1]
@@ -78,7 +79,7 @@ class TCResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> feature map (B, C, 1, T') before global pooling."""
         if x.dim() != 3:
-            raise ValueError(f"TCResNet expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(f"TCResNet expects (B, F, T) features, got shape {tuple(x.shape)}")
         return self.blocks(self.conv0(x.unsqueeze(2)))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from distill.students.registry import register_student
 from torch import nn
 
-from students.registry import register_student
+from distill.errors import BadValueError, MissingFileError
 
 
 class TimmStudent(nn.Module):
@@ -30,12 +31,12 @@ class TimmStudent(nn.Module):
         import timm
 
         if not timm.is_model(model_name):
-            raise ValueError(f"timm has no model named {model_name!r}")
+            raise BadValueError(f"timm has no model named {model_name!r}")
         options: dict = {"num_classes": num_classes, "in_chans": 1, **timm_kwargs}
         if pretrained_path is not None:
             path = Path(pretrained_path).expanduser()
             if not path.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"pretrained_path {str(path)!r} for timm model {model_name!r} does not exist "
                     "or is not a file"
                 )
@@ -49,7 +50,9 @@ class TimmStudent(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) -> map (B, C, F', T') before global pooling."""
         if x.dim() != 3:
-            raise ValueError(f"TimmStudent expects (B, F, T) features, got shape {tuple(x.shape)}")
+            raise BadValueError(
+                f"TimmStudent expects (B, F, T) features, got shape {tuple(x.shape)}"
+            )
         return self.backbone.forward_features(x.unsqueeze(1))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

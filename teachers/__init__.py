@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from teachers.base import Teacher, TeacherOutput
-from teachers.rollout import attention_rollout, query_row
+from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.rollout import attention_rollout, query_row
+
+from distill.errors import BadValueError, MissingFileError
 
 KINDS = ("inhouse", "hf", "timm")
 
@@ -33,7 +35,7 @@ __all__ = [
 def _class_names(kwargs: dict) -> dict:
     if "num_classes" in kwargs:
         if "class_names" in kwargs:
-            raise ValueError("give either class_names or num_classes, not both")
+            raise BadValueError("give either class_names or num_classes, not both")
         kwargs["class_names"] = [str(i) for i in range(int(kwargs.pop("num_classes")))]
     return kwargs
 
@@ -50,7 +52,7 @@ def create(kind: str, **kwargs) -> Teacher:
       model_kwargs, pretrained_file, frontend, rollout options); or `path` of a saved one.
     """
     if kind == "inhouse":
-        from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+        from distill.teachers.spectrogram_transformer import SpectrogramTransformerTeacher
 
         if "path" in kwargs:
             return _from_path(SpectrogramTransformerTeacher, kwargs)
@@ -58,24 +60,26 @@ def create(kind: str, **kwargs) -> Teacher:
             kwargs.pop("preset", "base"), **_class_names(kwargs)
         )
     if kind == "hf":
-        from teachers.hf import HFTeacher
+        from distill.teachers.hf import HFTeacher
 
         if "path" not in kwargs:
-            raise ValueError("teacher kind 'hf' needs path= (a local directory or a cached hub id)")
+            raise BadValueError(
+                "teacher kind 'hf' needs path= (a local directory or a cached hub id)"
+            )
         return HFTeacher.from_pretrained(kwargs.pop("path"), **kwargs)
     if kind == "timm":
-        from teachers.timm_vit import TimmViTConfig, TimmViTTeacher
+        from distill.teachers.timm_vit import TimmViTConfig, TimmViTTeacher
 
         if "path" in kwargs:
             return _from_path(TimmViTTeacher, kwargs)
         return TimmViTTeacher(TimmViTConfig.from_dict(_class_names(kwargs)))
-    raise ValueError(f"unknown teacher kind {kind!r}; valid kinds: {list(KINDS)}")
+    raise BadValueError(f"unknown teacher kind {kind!r}; valid kinds: {list(KINDS)}")
 
 
 def _from_path(cls, kwargs: dict) -> Teacher:
     path = kwargs.pop("path")
     if kwargs:
-        raise ValueError(
+        raise BadValueError(
             f"a saved teacher ({path}) takes no other arguments, got {sorted(kwargs)}; "
             "change rollout options through the loaded teacher's attributes"
         )
@@ -87,18 +91,18 @@ def load_teacher(path: str | Path, **hf_options) -> Teacher:
     path = Path(path)
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: {path} is not a saved teacher directory")
+        raise MissingFileError(f"{cfg_path} not found: {path} is not a saved teacher directory")
     meta = json.loads(cfg_path.read_text())
     kind = meta.get("teacher_kind")
     if kind is None and "model_type" in meta:
         kind = "hf"
     if kind not in KINDS:
-        raise ValueError(
+        raise BadValueError(
             f"{cfg_path}: cannot tell the teacher kind (teacher_kind {kind!r}, no model_type); "
             f"valid kinds: {list(KINDS)}"
         )
     if kind != "hf" and hf_options:
-        raise ValueError(
+        raise BadValueError(
             f"options {sorted(hf_options)} apply only to hf teachers, {path} is {kind}"
         )
     return create(kind, path=str(path), **hf_options)

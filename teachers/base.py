@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from distill.teachers.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, query_row
 from torch import nn
 
-from teachers.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, query_row
+from distill.errors import BadValueError
 
 
 @dataclass
@@ -28,17 +29,17 @@ class TeacherOutput:
 
     def __post_init__(self) -> None:
         if self.logits.dim() != 2 or self.attention.dim() != 2:
-            raise ValueError(
+            raise BadValueError(
                 f"TeacherOutput needs logits (B, K) and attention (B, T_t), got "
                 f"{tuple(self.logits.shape)} and {tuple(self.attention.shape)}"
             )
         if self.spans.shape != (self.attention.shape[1], 2):
-            raise ValueError(
+            raise BadValueError(
                 f"TeacherOutput spans must be ({self.attention.shape[1]}, 2), got "
                 f"{tuple(self.spans.shape)}"
             )
         if self.hidden is not None and self.hidden.shape[:2] != self.attention.shape:
-            raise ValueError(
+            raise BadValueError(
                 f"TeacherOutput hidden must be (B, T_t, D) with (B, T_t) = "
                 f"{tuple(self.attention.shape)}, got {tuple(self.hidden.shape)}"
             )
@@ -64,11 +65,11 @@ class Teacher(nn.Module, abc.ABC):
         super().__init__()
         query = self.default_query if query is None else query
         if head_fusion not in HEAD_FUSIONS:
-            raise ValueError(
+            raise BadValueError(
                 f"teacher head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}"
             )
         if query not in QUERIES:
-            raise ValueError(f"teacher rollout query must be one of {QUERIES}, got {query!r}")
+            raise BadValueError(f"teacher rollout query must be one of {QUERIES}, got {query!r}")
         self.head_fusion = head_fusion
         self.layers = None if layers is None else list(layers)
         self.query = query
@@ -128,11 +129,11 @@ class Teacher(nn.Module, abc.ABC):
         """Raise unless the input is a floating (B, N) batch."""
         if not isinstance(waveform, torch.Tensor) or waveform.dim() != 2:
             shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else waveform
-            raise ValueError(
+            raise BadValueError(
                 f"{type(self).__name__} expects a (batch, samples) waveform tensor at "
                 f"{self.sample_rate} Hz, got {shape}"
             )
         if not waveform.is_floating_point():
-            raise ValueError(
+            raise BadValueError(
                 f"{type(self).__name__} expects a floating waveform, got dtype {waveform.dtype}"
             )

@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 
 import torch
-
-from teachers.base import Teacher, TeacherOutput
-from teachers.timemap import (
+from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.timemap import (
     Framing,
     conv_framing,
     frame_time_map,
@@ -29,6 +28,8 @@ from teachers.timemap import (
     kept_columns,
     patch_time_map,
 )
+
+from distill.errors import BadValueError
 
 KIND = "hf"
 META_FILE = "teacher.json"
@@ -47,7 +48,7 @@ def _family(model) -> str:
         return "wav2vec"
     if model_type == AST_TYPE:
         return "ast"
-    raise ValueError(
+    raise BadValueError(
         f"hf teacher: model_type {model_type!r} is not supported; supported: "
         f"{[*WAV2VEC_TYPES, AST_TYPE]}"
     )
@@ -57,7 +58,7 @@ def _feature_settings(family: str, given: dict, where: str) -> dict:
     keys = FE_KEYS[family]
     missing = [k for k in keys if k not in given]
     if missing:
-        raise ValueError(f"hf teacher ({where}): feature extractor settings lack {missing}")
+        raise BadValueError(f"hf teacher ({where}): feature extractor settings lack {missing}")
     return {k: given[k] for k in keys}
 
 
@@ -85,9 +86,9 @@ class HFTeacher(Teacher):
             query = "first" if family == "wav2vec" else "cls"
         super().__init__(head_fusion, layers, query, residual)
         if pooling not in POOLINGS:
-            raise ValueError(f"hf teacher: pooling must be one of {POOLINGS}, got {pooling!r}")
+            raise BadValueError(f"hf teacher: pooling must be one of {POOLINGS}, got {pooling!r}")
         if family == "ast" and pooling != "mean":
-            raise ValueError(
+            raise BadValueError(
                 "hf teacher: AST pools its CLS and distillation tokens; use pooling='mean'"
             )
         self.family = family
@@ -212,7 +213,7 @@ class HFTeacher(Teacher):
         ]  # fmt: skip
         frames = feats[0].shape[0]
         if frames > max_len:
-            raise ValueError(
+            raise BadValueError(
                 f"hf teacher (AST): a {waveform.shape[1] / sr:.2f} s clip gives {frames} fbank "
                 f"frames, more than the model's max_length {max_len}; crop the clip"
             )

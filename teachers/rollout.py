@@ -6,13 +6,15 @@ from collections.abc import Sequence
 
 import torch
 
+from distill.errors import BadValueError
+
 HEAD_FUSIONS = ("mean", "max", "min")
 QUERIES = ("first", "cls", "mean")
 
 
 def _check_attentions(attentions: Sequence[torch.Tensor]) -> None:
     if isinstance(attentions, torch.Tensor) or len(attentions) == 0:
-        raise ValueError(
+        raise BadValueError(
             "attentions must be a non-empty sequence of per-layer (B, H, N, N) tensors, "
             f"got {type(attentions).__name__}"
             + ("" if isinstance(attentions, torch.Tensor) else f" of length {len(attentions)}")
@@ -21,9 +23,9 @@ def _check_attentions(attentions: Sequence[torch.Tensor]) -> None:
     for i, a in enumerate(attentions):
         if not isinstance(a, torch.Tensor) or a.dim() != 4 or a.shape[-1] != a.shape[-2]:
             shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
-            raise ValueError(f"attentions[{i}] must be a (B, H, N, N) tensor, got {shape}")
+            raise BadValueError(f"attentions[{i}] must be a (B, H, N, N) tensor, got {shape}")
         if a.shape[0] != first.shape[0] or a.shape[-1] != first.shape[-1]:
-            raise ValueError(
+            raise BadValueError(
                 f"attentions[{i}] has shape {tuple(a.shape)}, inconsistent with attentions[0] "
                 f"{tuple(first.shape)}: batch size and token count must match across layers"
             )
@@ -34,20 +36,20 @@ def select_layers(num_layers: int, layers: Sequence[int] | None) -> list[int]:
     if layers is None:
         return list(range(num_layers))
     if isinstance(layers, (int, str)) or len(layers) == 0:
-        raise ValueError(
+        raise BadValueError(
             f"rollout layers must be a non-empty list of layer indices (e.g. [-2, -1] for the "
             f"last two) or None for all, got {layers!r}"
         )
     resolved = []
     for idx in layers:
         if not isinstance(idx, int) or not -num_layers <= idx < num_layers:
-            raise ValueError(
+            raise BadValueError(
                 f"rollout layer index {idx!r} is out of range for a model with {num_layers} layers "
                 f"(valid: {-num_layers}..{num_layers - 1})"
             )
         resolved.append(idx % num_layers)
     if len(set(resolved)) != len(resolved):
-        raise ValueError(f"rollout layers {list(layers)} name the same layer twice")
+        raise BadValueError(f"rollout layers {list(layers)} name the same layer twice")
     return sorted(resolved)
 
 
@@ -65,9 +67,9 @@ def attention_rollout(
     """
     _check_attentions(attentions)
     if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+        raise BadValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
     if not 0.0 <= residual <= 1.0:
-        raise ValueError(f"rollout residual must lie in [0, 1], got {residual}")
+        raise BadValueError(f"rollout residual must lie in [0, 1], got {residual}")
     chosen = select_layers(len(attentions), layers)
 
     n = attentions[0].shape[-1]
@@ -91,14 +93,14 @@ def attention_rollout(
 def query_row(rollout: torch.Tensor, query: str = "first", cls_index: int = 0) -> torch.Tensor:
     """One row (B, N) of a rollout (B, N, N): the first token's, the CLS token's, or the mean."""
     if rollout.dim() != 3 or rollout.shape[-1] != rollout.shape[-2]:
-        raise ValueError(f"rollout must be a (B, N, N) tensor, got {tuple(rollout.shape)}")
+        raise BadValueError(f"rollout must be a (B, N, N) tensor, got {tuple(rollout.shape)}")
     if query == "first":
         return rollout[:, 0]
     if query == "cls":
         n = rollout.shape[-1]
         if not -n <= cls_index < n:
-            raise ValueError(f"cls_index {cls_index} is out of range for {n} tokens")
+            raise BadValueError(f"cls_index {cls_index} is out of range for {n} tokens")
         return rollout[:, cls_index]
     if query == "mean":
         return rollout.mean(dim=1)
-    raise ValueError(f"rollout query must be one of {QUERIES}, got {query!r}")
+    raise BadValueError(f"rollout query must be one of {QUERIES}, got {query!r}")

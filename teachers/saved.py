@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.errors import BadValueError, MissingFileError
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -35,10 +37,10 @@ def read_teacher(
     cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for p in (cfg_path, w_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{label}: {p} is missing (not a saved teacher?)")
+            raise MissingFileError(f"{label}: {p} is missing (not a saved teacher?)")
     meta = json.loads(cfg_path.read_text())
     if meta.get("teacher_kind") != kind:
-        raise ValueError(
+        raise BadValueError(
             f"{cfg_path}: teacher_kind is {meta.get('teacher_kind')!r}, expected {kind!r}"
         )
     return meta["config"], load_file(str(w_path)), cfg_path

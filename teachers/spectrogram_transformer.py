@@ -9,12 +9,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.saved import read_teacher, save_teacher
+from distill.teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
 from torch import nn
 
 from distill.data.frontend import Frontend, frontend_kwargs
-from teachers.base import Teacher, TeacherOutput
-from teachers.saved import read_teacher, save_teacher
-from teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
+from distill.errors import BadValueError
 
 KIND = "inhouse"
 
@@ -56,9 +57,9 @@ class SpectrogramTransformerConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(names)}")
+            raise BadValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(names)}")
         if "class_names" not in values:
-            raise ValueError(f"{where}: 'class_names' is required")
+            raise BadValueError(f"{where}: 'class_names' is required")
         values = dict(values)
         values["frontend"] = frontend_kwargs(**values.get("frontend", {}))
         return cls(**values)
@@ -70,7 +71,7 @@ class SelfAttention(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         if width % heads:
-            raise ValueError(f"teacher width {width} must be divisible by heads {heads}")
+            raise BadValueError(f"teacher width {width} must be divisible by heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -126,21 +127,23 @@ class SpectrogramTransformerTeacher(Teacher):
         if config.query is None:
             config = dataclasses.replace(config, query="cls" if config.cls_token else "mean")
         if config.query == "cls" and not config.cls_token:
-            raise ValueError("in-house teacher: query 'cls' needs cls_token=True")
+            raise BadValueError("in-house teacher: query 'cls' needs cls_token=True")
         super().__init__(config.head_fusion, config.layers, config.query, config.residual)
         if not config.class_names:
-            raise ValueError("in-house teacher: class_names must not be empty")
+            raise BadValueError("in-house teacher: class_names must not be empty")
         self.config = config
         self.frontend = Frontend(**config.frontend)
         n_feat = self.frontend.n_features
         self.patch_freq = n_feat if config.patch_freq is None else config.patch_freq
         if self.patch_freq <= 0 or n_feat % self.patch_freq:
-            raise ValueError(
+            raise BadValueError(
                 f"in-house teacher: patch_freq {config.patch_freq} must divide the {n_feat} "
                 "frontend features"
             )
         if config.patch_time <= 0:
-            raise ValueError(f"in-house teacher: patch_time must be >= 1, got {config.patch_time}")
+            raise BadValueError(
+                f"in-house teacher: patch_time must be >= 1, got {config.patch_time}"
+            )
         self.freq_patches = n_feat // self.patch_freq
         max_frames = self.frontend.num_frames(int(config.max_seconds * self.sample_rate))
         self.max_time_patches = -(-max_frames // config.patch_time)
@@ -165,7 +168,7 @@ class SpectrogramTransformerTeacher(Teacher):
     def from_preset(cls, preset: str = "base", **overrides) -> SpectrogramTransformerTeacher:
         """A teacher from a named size (tiny | small | base) with config overrides."""
         if preset not in PRESETS:
-            raise ValueError(
+            raise BadValueError(
                 f"unknown in-house teacher preset {preset!r}; valid: {sorted(PRESETS)}"
             )
         if "num_classes" in overrides:
@@ -192,7 +195,7 @@ class SpectrogramTransformerTeacher(Teacher):
         pt = self.config.patch_time
         t_p = -(-t // pt)
         if t_p > self.max_time_patches:
-            raise ValueError(
+            raise BadValueError(
                 f"in-house teacher: a {waveform.shape[1] / self.sample_rate:.2f} s clip needs "
                 f"{t_p} time patches, more than the {self.max_time_patches} of its "
                 f"max_seconds={self.config.max_seconds}; rebuild it with a larger max_seconds"

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from distill.errors import BadValueError
+
 
 @dataclass(frozen=True)
 class Framing:
@@ -30,7 +32,7 @@ class Framing:
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.hop_length <= 0 or self.win_length <= 0:
-            raise ValueError(f"Framing needs positive sample_rate, hop and win, got {self}")
+            raise BadValueError(f"Framing needs positive sample_rate, hop and win, got {self}")
 
     def spans(
         self, first: torch.Tensor, last: torch.Tensor, num_samples: int | None = None
@@ -49,7 +51,7 @@ class Framing:
 def conv_framing(kernels: Sequence[int], strides: Sequence[int], sample_rate: int) -> Framing:
     """Framing of a stack of 1-D convolutions without padding (the wav2vec 2.0 feature encoder)."""
     if len(kernels) != len(strides) or not kernels:
-        raise ValueError(
+        raise BadValueError(
             f"conv kernels {list(kernels)} and strides {list(strides)} must be non-empty and of "
             "equal length"
         )
@@ -69,7 +71,7 @@ def normalise(weights: torch.Tensor) -> torch.Tensor:
 
 def _check_row(row: torch.Tensor, name: str = "rollout row") -> None:
     if row.dim() != 2:
-        raise ValueError(f"{name} must be (B, N), got {tuple(row.shape)}")
+        raise BadValueError(f"{name} must be (B, N), got {tuple(row.shape)}")
 
 
 def frame_time_map(
@@ -87,9 +89,9 @@ def _grid_columns(
 ) -> tuple[int, int]:
     f_p, t_p = grid
     if f_p <= 0 or t_p <= 0 or num_prefix < 0:
-        raise ValueError(f"patch grid {grid} and num_prefix {num_prefix} must be positive")
+        raise BadValueError(f"patch grid {grid} and num_prefix {num_prefix} must be positive")
     if num_tokens != num_prefix + f_p * t_p:
-        raise ValueError(
+        raise BadValueError(
             f"{what} has {num_tokens} tokens, expected {num_prefix} prefix tokens + "
             f"{f_p}x{t_p} patches = {num_prefix + f_p * t_p}"
         )
@@ -102,7 +104,7 @@ def kept_columns(t_p: int, stride_frames: int, num_frames: int | None) -> int:
         return t_p
     keep = min(t_p, -(-num_frames // stride_frames))
     if keep <= 0:
-        raise ValueError(f"no time column covers the {num_frames} real frames")
+        raise BadValueError(f"no time column covers the {num_frames} real frames")
     return keep
 
 
@@ -154,7 +156,7 @@ def hidden_to_time(
 ) -> torch.Tensor:
     """Hidden states (B, N, D) -> (B, T_t, D): prefix dropped, mean over frequency patches."""
     if hidden.dim() != 3:
-        raise ValueError(f"hidden states must be (B, N, D), got {tuple(hidden.shape)}")
+        raise BadValueError(f"hidden states must be (B, N, D), got {tuple(hidden.shape)}")
     f_p, t_p = _grid_columns(grid, num_prefix, hidden.shape[1], "hidden states")
     b, _, d = hidden.shape
     per_time = hidden[:, num_prefix:].reshape(b, f_p, t_p, d).mean(dim=1)

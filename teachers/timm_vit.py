@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.saved import read_teacher, save_teacher
+from distill.teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
 
 from distill.data.frontend import Frontend, frontend_kwargs
-from teachers.base import Teacher, TeacherOutput
-from teachers.saved import read_teacher, save_teacher
-from teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
+from distill.errors import BadValueError, MissingFileError
 
 KIND = "timm"
 
@@ -45,10 +46,10 @@ class TimmViTConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(names)}")
+            raise BadValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(names)}")
         values = dict(values)
         if "class_names" not in values:
-            raise ValueError(f"{where}: 'class_names' is required")
+            raise BadValueError(f"{where}: 'class_names' is required")
         values["frontend"] = frontend_kwargs(**{"n_mels": 64, **values.get("frontend", {})})
         return cls(**values)
 
@@ -66,7 +67,7 @@ class TimmViTTeacher(Teacher):
         self.frontend = Frontend(**config.frontend)
         n_feat = self.frontend.n_features
         if len(config.patch_size) != 2 or n_feat % config.patch_size[0]:
-            raise ValueError(
+            raise BadValueError(
                 f"timm teacher: patch_size {config.patch_size} must be [freq, time] with freq "
                 f"dividing the {n_feat} frontend features"
             )
@@ -78,25 +79,27 @@ class TimmViTTeacher(Teacher):
         }  # fmt: skip
         if config.pretrained_file is not None:
             if not Path(config.pretrained_file).is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"timm teacher: pretrained_file {config.pretrained_file} not found"
                 )
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": config.pretrained_file})
         self.model = timm.create_model(config.model_name, **kwargs)
         self.num_prefix = int(self.model.num_prefix_tokens)
         if self.query == "cls" and not getattr(self.model, "has_class_token", False):
-            raise ValueError(f"timm teacher: query 'cls' needs a class token ({config.model_name})")
+            raise BadValueError(
+                f"timm teacher: query 'cls' needs a class token ({config.model_name})"
+            )
         self.framing = Framing(
             self.sample_rate, self.frontend.hop_length, config.frontend["win_length"], centered=True
         )
         self._captured: list[torch.Tensor] = []
         blocks = getattr(self.model, "blocks", None)
         if not blocks:
-            raise ValueError(f"timm teacher: {config.model_name} has no transformer blocks")
+            raise BadValueError(f"timm teacher: {config.model_name} has no transformer blocks")
         for i, blk in enumerate(blocks):
             attn = getattr(blk, "attn", None)
             if attn is None or not hasattr(attn, "attn_drop") or not hasattr(attn, "fused_attn"):
-                raise ValueError(
+                raise BadValueError(
                     f"timm teacher: {config.model_name} block {i} has no timm Attention with "
                     "attn_drop/fused_attn, so its attention weights cannot be captured"
                 )

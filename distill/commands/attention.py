@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from distill.files import write_json
 
 
 def _attention(args: argparse.Namespace) -> int:
+    from distill.analysis.teacher_attention import attention_table, markdown, parse_layers
     from distill.config import load_recipe
-    from distill.teacher_attention import attention_table, markdown, parse_layers
 
     cfg = load_recipe(args.recipe, args.overrides)
     try:
@@ -27,11 +28,11 @@ def _attention(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(out, rows)
         print(f"rows written to {out}")
     if args.plot:
-        from distill.plots import plot_attention
-        from distill.teacher_attention import attention_samples
+        from distill.analysis.teacher_attention import attention_samples
+        from distill.report.plots import plot_attention
 
         cfg.teacher.rollout_layers = layer_sets[0]
         samples = attention_samples(cfg, args.split)

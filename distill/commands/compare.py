@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from distill.compare import parse_list, run_grid
     from distill.config import load_recipe
-    from distill.report import write_report
+    from distill.experiments.compare import parse_list, run_grid
+    from distill.report.build import write_report
 
     cfg = load_recipe(args.recipe, args.overrides)
     out = Path(args.out or Path(cfg.run_dir) / "compare" / cfg.name)

@@ -6,8 +6,8 @@ import argparse
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from distill.compare import parse_list
-    from distill.demo import DemoOptions, run_demo
+    from distill.experiments.compare import parse_list
+    from distill.experiments.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         per_word=args.per_word,
@@ -25,7 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `demo`."""
-    from distill.demo import DemoOptions
+    from distill.experiments.demo import DemoOptions
 
     d = DemoOptions()
     p = subparsers.add_parser(

@@ -8,7 +8,7 @@ FRAMES_PER_SECOND = 100  # 10 ms hop; a clip of s seconds gives 100 s + 1 frames
 
 
 def _table(args: argparse.Namespace) -> int:
-    import students
+    from distill import students
 
     if args.seconds <= 0:
         raise SystemExit(f"distill students: --seconds must be > 0, got {args.seconds}")

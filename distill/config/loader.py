@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from distill.config.schema import RecipeConfig
+from distill.errors import DistillError
 
 # Values that string keys may take; checked after overrides, before any work starts.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -42,14 +43,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-class RecipeError(ValueError):
+class RecipeError(DistillError, ValueError):
     """A recipe, or an override of it, does not fit the schema."""
 
 
 def recipe_dirs() -> list[Path]:
     """Folders searched for recipes by name: ./recipes first, then the installed recipes."""
     dirs = [Path.cwd() / "recipes"]
-    import recipes
+    from distill import recipes
 
     packaged = Path(recipes.__file__).parent
     if packaged.resolve() != dirs[0].resolve():

@@ -9,6 +9,8 @@ longer noise clip, gives ``offset = -p <= 0``. A time `t` (seconds) in the sourc
 
 from __future__ import annotations
 
+from distill.errors import DistillError, BadValueError
+
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import torchaudio
 MAX_SPANS = 8  # rows of the `spans` tensor in every item
 
 
-class AudioFileError(ValueError):
+class AudioFileError(DistillError, ValueError):
     """An audio file cannot be used: unreadable, corrupt, empty or holding NaN/inf samples."""
 
 
@@ -115,7 +117,7 @@ def fix_length(
     the module convention ``out[i] = wave[i + offset]``.
     """
     if mode not in ("center", "start", "random"):
-        raise ValueError(f"fix_length mode must be center | start | random, given {mode!r}")
+        raise BadValueError(f"fix_length mode must be center | start | random, given {mode!r}")
     length = wave.shape[-1]
     slack = length - n  # > 0: crop, < 0: pad
     if slack == 0:
@@ -184,5 +186,5 @@ def power(wave: torch.Tensor) -> float:
 def noise_scale(signal_power: float, noise_power: float, snr_db: float) -> float:
     """Factor for the noise so that 10*log10(signal_power / (scale^2 noise_power)) = snr_db."""
     if noise_power <= 0.0:
-        raise ValueError("cannot scale an all-zero noise segment to an SNR")
+        raise BadValueError("cannot scale an all-zero noise segment to an SNR")
     return math.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))

@@ -13,6 +13,8 @@ Contract for distillation: the teacher must hear exactly what the student hears.
 
 from __future__ import annotations
 
+from distill.errors import BadValueError
+
 import numpy as np
 import torch
 import torchaudio
@@ -36,13 +38,13 @@ class WaveformAugment:
         noise_bank: NoiseBank | None = None,
     ) -> None:
         if time_shift_ms < 0:
-            raise ValueError(f"augment.time_shift_ms must be >= 0, given {time_shift_ms}")
+            raise BadValueError(f"augment.time_shift_ms must be >= 0, given {time_shift_ms}")
         if not 0.0 <= noise_prob <= 1.0:
-            raise ValueError(f"augment.noise_prob must be in [0, 1], given {noise_prob}")
+            raise BadValueError(f"augment.noise_prob must be in [0, 1], given {noise_prob}")
         if len(noise_snr_db) != 2 or noise_snr_db[0] > noise_snr_db[1]:
-            raise ValueError(f"augment.noise_snr_db must be [low, high], given {noise_snr_db}")
+            raise BadValueError(f"augment.noise_snr_db must be [low, high], given {noise_snr_db}")
         if noise_prob > 0 and noise_bank is None:
-            raise ValueError(
+            raise BadValueError(
                 "augment.noise_prob > 0 needs a noise bank (a _background_noise_ "
                 "folder in the data root)"
             )
@@ -103,7 +105,7 @@ class SpecAugment(nn.Module):
     def __init__(self, freq_mask: int = 0, time_mask: int = 0, num_masks: int = 2) -> None:
         super().__init__()
         if freq_mask < 0 or time_mask < 0 or num_masks < 0:
-            raise ValueError(
+            raise BadValueError(
                 f"SpecAugment parameters must be >= 0, given freq_mask={freq_mask}, "
                 f"time_mask={time_mask}, num_masks={num_masks}"
             )
@@ -125,7 +127,7 @@ class SpecAugment(nn.Module):
         if not self.training or not self.active:
             return features
         if features.dim() != 3:
-            raise ValueError(
+            raise BadValueError(
                 f"SpecAugment expects (batch, freq, time), got {tuple(features.shape)}"
             )
         x = features.unsqueeze(1)  # (B, 1, F, T): iid masks per example
@@ -159,10 +161,10 @@ def mixup(
     targets. lambda ~ Beta(alpha, alpha). For the task loss only (see module doc).
     """
     if alpha <= 0:
-        raise ValueError(f"mixup alpha must be > 0, given {alpha}")
+        raise BadValueError(f"mixup alpha must be > 0, given {alpha}")
     if targets.dim() == 1:
         if num_classes is None:
-            raise ValueError("mixup with class-index targets needs num_classes")
+            raise BadValueError("mixup with class-index targets needs num_classes")
         soft = torch.nn.functional.one_hot(targets.long(), num_classes).to(inputs.dtype)
     else:
         soft = targets.to(inputs.dtype)

@@ -18,6 +18,8 @@ and `skipped` of the main process does not see them).
 
 from __future__ import annotations
 
+from distill.errors import BadValueError
+
 import logging
 import warnings
 from collections.abc import Sequence
@@ -53,7 +55,7 @@ def canonical_split(split: str) -> str:
     try:
         return SPLIT_ALIASES[str(split).lower()]
     except KeyError:
-        raise ValueError(
+        raise BadValueError(
             f"unknown split {split!r}; expected one of {', '.join(SPLIT_ALIASES)}"
         ) from None
 
@@ -98,7 +100,7 @@ class Entry:
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors, turn ints/floats into tensors, keep strings as lists."""
     if not items:
-        raise ValueError("collate got an empty list of items")
+        raise BadValueError("collate got an empty list of items")
     batch: dict[str, Any] = {}
     for key in items[0]:
         values = [it[key] for it in items]
@@ -145,9 +147,9 @@ class ClipDataset(Dataset):
     ) -> None:
         self.split = canonical_split(split)
         if clip_seconds <= 0:
-            raise ValueError(f"clip_seconds must be > 0, given {clip_seconds}")
+            raise BadValueError(f"clip_seconds must be > 0, given {clip_seconds}")
         if train_variants < 0:
-            raise ValueError(f"train_variants must be >= 0, given {train_variants}")
+            raise BadValueError(f"train_variants must be >= 0, given {train_variants}")
         self.sample_rate = int(sample_rate)
         self.clip_seconds = float(clip_seconds)
         self.clip_samples = int(round(clip_seconds * sample_rate))
@@ -166,7 +168,7 @@ class ClipDataset(Dataset):
         """Apply the limit, reject an empty dataset, report skipped files."""
         report_skipped(f"{type(self).__name__}[{self.split}]", self.skipped)
         if not self.entries:
-            raise ValueError(
+            raise BadValueError(
                 f"{type(self).__name__}: the {self.split} split has no clips ({self._where()})"
             )
         self.entries = [self.entries[i] for i in limited(len(self.entries), limit)]
@@ -271,7 +273,7 @@ class CroppedClips(ClipDataset):
     def __init__(self, *args: Any, crop: str = "center", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if crop not in ("center", "start", "random"):
-            raise ValueError(f"crop must be center | start | random, given {crop!r}")
+            raise BadValueError(f"crop must be center | start | random, given {crop!r}")
         self.crop = crop
 
     def _load(self, entry: Entry, index: int, draw: int):

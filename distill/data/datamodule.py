@@ -10,6 +10,8 @@ by the trainer's world size and rank.
 
 from __future__ import annotations
 
+from distill.errors import BadValueError, MissingFileError
+
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,18 +92,18 @@ class AudioDataModule(pl.LightningDataModule):
         self.cfg = to_data_config(cfg)
         c = self.cfg
         if c.name not in KINDS:
-            raise ValueError(f"data.name {c.name!r} is not one of {', '.join(KINDS)}")
+            raise BadValueError(f"data.name {c.name!r} is not one of {', '.join(KINDS)}")
         if c.name in SPEECH_KINDS and c.task != "single_label":
-            raise ValueError(f"data.task must be single_label for {c.name}, given {c.task!r}")
+            raise BadValueError(f"data.task must be single_label for {c.name}, given {c.task!r}")
         if c.name in EVENT_KINDS and c.task != "multi_label":
-            raise ValueError(f"data.task must be multi_label for {c.name}, given {c.task!r}")
+            raise BadValueError(f"data.task must be multi_label for {c.name}, given {c.task!r}")
         if c.name in EVENT_KINDS and str(c.classes).strip() != "all":
-            raise ValueError(
+            raise BadValueError(
                 f"data.classes must be 'all' for {c.name} (vocabulary.csv fixes the "
                 f"classes), given {c.classes!r}"
             )
         if c.batch_size <= 0 or c.num_workers < 0:
-            raise ValueError(
+            raise BadValueError(
                 f"data.batch_size must be > 0 and data.num_workers >= 0, given "
                 f"{c.batch_size} and {c.num_workers}"
             )
@@ -182,7 +184,7 @@ class AudioDataModule(pl.LightningDataModule):
             )
         if c.name in EVENT_KINDS:
             if c.name == "synth_events" and not (Path(c.root) / "events_manifest.csv").is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{c.root}/events_manifest.csv does not exist: a "
                     "synth_events root needs it (use data.name fsd50k for "
                     "real FSD50K)"
@@ -197,7 +199,7 @@ class AudioDataModule(pl.LightningDataModule):
         dump a manifest of the validation/test mixtures for inspection."""
         ds = self.dataset(split)
         if not hasattr(ds, "describe_mixtures"):
-            raise ValueError(
+            raise BadValueError(
                 f"data.name {self.cfg.name!r} does not mix audio; describe_mixtures "
                 "needs synth_kws or noisy_speech_commands"
             )
@@ -215,7 +217,7 @@ class AudioDataModule(pl.LightningDataModule):
 
     def serve(self, split: str, dataset: Any) -> None:
         """Let the loaders of `split` read `dataset` (same indexing as the split's dataset, e.g.
-        `distill.feature_cache.CachedFeatures`) instead of the split's dataset."""
+        `distill.caches.feature_cache.CachedFeatures`) instead of the split's dataset."""
         self._served[canonical_split(split)] = dataset
 
     def stop_serving(self) -> None:

@@ -13,6 +13,8 @@ Clips are cropped/padded like FSD50K (random crop for training, `crop` otherwise
 
 from __future__ import annotations
 
+from distill.errors import BadValueError, MissingFileError
+
 import csv
 import zlib
 from pathlib import Path
@@ -38,22 +40,22 @@ def read_folder_table(root: Path) -> list[tuple[str, list[str], str]]:
         with open(table, newline="") as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
-                raise ValueError(
+                raise BadValueError(
                     f"{table} must have the columns path,label[,split]; has {reader.fieldnames}"
                 )
             for line_no, row in enumerate(reader, 2):
                 labels = [lb.strip() for lb in (row["label"] or "").split(",") if lb.strip()]
                 if not labels:
-                    raise ValueError(f"{table} line {line_no}: empty label for {row['path']}")
+                    raise BadValueError(f"{table} line {line_no}: empty label for {row['path']}")
                 split_value = (row.get("split") or "").strip()
                 try:
                     split = canonical_split(split_value) if split_value else hash_split(row["path"])
                 except ValueError as err:
-                    raise ValueError(f"{table} line {line_no}: {err}") from None
+                    raise BadValueError(f"{table} line {line_no}: {err}") from None
                 rows.append((row["path"], labels, split))
         return rows
     if not root.is_dir():
-        raise FileNotFoundError(f"data root {root} does not exist")
+        raise MissingFileError(f"data root {root} does not exist")
     lists = {}
     for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
         path = root / name
@@ -68,7 +70,7 @@ def read_folder_table(root: Path) -> list[tuple[str, list[str], str]]:
                     split = "train" if lists else hash_split(rel)
                 rows.append((rel, [folder.name], split))
     if not rows:
-        raise ValueError(f"data root {root} has neither {LABELS_FILE} nor <class>/*.wav clips")
+        raise BadValueError(f"data root {root} has neither {LABELS_FILE} nor <class>/*.wav clips")
     return rows
 
 
@@ -101,7 +103,7 @@ class FolderDataset(CroppedClips):
             crop=crop,
         )
         if task not in ("single_label", "multi_label"):
-            raise ValueError(f"task must be single_label | multi_label, given {task!r}")
+            raise BadValueError(f"task must be single_label | multi_label, given {task!r}")
         self.root = Path(root)
         self.task = task
         table = read_folder_table(self.root)
@@ -110,7 +112,7 @@ class FolderDataset(CroppedClips):
         chosen = []
         for rel, labels, split in table:
             if task == "single_label" and len(labels) > 1:
-                raise ValueError(
+                raise BadValueError(
                     f"clip {self.root / rel} has several labels {labels} but the "
                     "task is single_label (set data.task multi_label)"
                 )
@@ -121,7 +123,7 @@ class FolderDataset(CroppedClips):
                 elif UNKNOWN in index:
                     targets.append(index[UNKNOWN])
                 else:
-                    raise ValueError(
+                    raise BadValueError(
                         f"clip {self.root / rel} has label {lb!r} not among the "
                         f"classes {self.class_names}"
                     )
@@ -138,7 +140,7 @@ class FolderDataset(CroppedClips):
         if isinstance(classes, str) and classes.strip() == "all":
             return found
         if isinstance(classes, str) and classes.strip() in ("12", "35"):
-            raise ValueError(
+            raise BadValueError(
                 f"classes {classes!r} is a Speech Commands set; for a folder dataset "
                 "use 'all' or a comma-separated list of class names"
             )
@@ -149,5 +151,5 @@ class FolderDataset(CroppedClips):
         )
         missing = [c for c in names if c != UNKNOWN and c not in found]
         if missing:
-            raise ValueError(f"classes {missing} do not occur in {self.root}")
+            raise BadValueError(f"classes {missing} do not occur in {self.root}")
         return names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distill.errors import BadValueError
+
 import inspect
 from typing import Any
 
@@ -33,13 +35,13 @@ class Frontend(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in ("logmel", "mfcc"):
-            raise ValueError(f"frontend kind must be 'logmel' or 'mfcc', given {kind!r}")
+            raise BadValueError(f"frontend kind must be 'logmel' or 'mfcc', given {kind!r}")
         if normalize not in ("utterance", "none"):
-            raise ValueError(
+            raise BadValueError(
                 f"frontend normalize must be 'utterance' or 'none', given {normalize!r}"
             )
         if win_length > n_fft:
-            raise ValueError(f"frontend win_length ({win_length}) must be <= n_fft ({n_fft})")
+            raise BadValueError(f"frontend win_length ({win_length}) must be <= n_fft ({n_fft})")
         self.kind = kind
         self.sample_rate = sample_rate
         self.hop_length = hop_length
@@ -79,7 +81,7 @@ class Frontend(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
-            raise ValueError(
+            raise BadValueError(
                 f"frontend expects a (batch, samples) waveform, got {tuple(waveform.shape)}"
             )
         if self.mfcc is not None:
@@ -100,7 +102,7 @@ def frontend_kwargs(**overrides: Any) -> dict[str, Any]:
     values = {name: p.default for name, p in params.items() if name != "self"}
     unknown = sorted(set(overrides) - set(values))
     if unknown:
-        raise ValueError(f"unknown frontend key(s) {unknown}; valid: {sorted(values)}")
+        raise BadValueError(f"unknown frontend key(s) {unknown}; valid: {sorted(values)}")
     return {**values, **overrides}
 
 

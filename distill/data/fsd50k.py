@@ -10,6 +10,8 @@ crop; without it spans are NaN.
 
 from __future__ import annotations
 
+from distill.errors import BadValueError, MissingFileError
+
 import csv
 from pathlib import Path
 
@@ -24,19 +26,19 @@ def read_vocabulary(root: str | Path) -> list[str]:
     """Class names in vocabulary.csv order (rows `index,label,mid`, no header)."""
     path = Path(root) / GT_DIR / "vocabulary.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"vocabulary file {path} does not exist")
+        raise MissingFileError(f"vocabulary file {path} does not exist")
     names: dict[int, str] = {}
     with open(path, newline="") as fh:
         for line_no, row in enumerate(csv.reader(fh), 1):
             if not row:
                 continue
             if len(row) < 2 or not row[0].strip().isdigit():
-                raise ValueError(
+                raise BadValueError(
                     f"{path} line {line_no}: expected 'index,label,mid' (no header), got {row}"
                 )
             names[int(row[0])] = row[1].strip()
     if sorted(names) != list(range(len(names))) or not names:
-        raise ValueError(f"{path}: indices must run 0..N-1, got {sorted(names)[:10]}...")
+        raise BadValueError(f"{path}: indices must run 0..N-1, got {sorted(names)[:10]}...")
     return [names[i] for i in range(len(names))]
 
 
@@ -50,7 +52,7 @@ def _read_events(root: Path) -> dict[tuple[str, str], list[tuple[float, float]]]
         reader = csv.DictReader(fh)
         need = {"fname", "split", "onset", "offset"}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):
-            raise ValueError(
+            raise BadValueError(
                 f"{path} must have the columns {sorted(need)}; has {reader.fieldnames}"
             )
         for row in reader:
@@ -94,7 +96,7 @@ class FSD50K(CroppedClips):
         group = "eval" if self.split == "test" else "dev"
         gt = self.root / GT_DIR / f"{group}.csv"
         if not gt.is_file():
-            raise FileNotFoundError(f"ground-truth file {gt} does not exist")
+            raise MissingFileError(f"ground-truth file {gt} does not exist")
         events = _read_events(self.root)
         audio_dir = self.root / AUDIO_DIRS[group]
         rows = []
@@ -102,7 +104,7 @@ class FSD50K(CroppedClips):
             reader = csv.DictReader(fh)
             need = {"fname", "labels"} | ({"split"} if group == "dev" else set())
             if reader.fieldnames is None or not need <= set(reader.fieldnames):
-                raise ValueError(
+                raise BadValueError(
                     f"{gt} must have the columns {sorted(need)}; has {reader.fieldnames}"
                 )
             for row in reader:
@@ -111,7 +113,7 @@ class FSD50K(CroppedClips):
                 labels = [lb.strip() for lb in row["labels"].split(",") if lb.strip()]
                 unknown = [lb for lb in labels if lb not in index]
                 if unknown or not labels:
-                    raise ValueError(
+                    raise BadValueError(
                         f"{gt}: clip {row['fname']} has label(s) {unknown or labels!r} not in "
                         f"the vocabulary {self.root / GT_DIR / 'vocabulary.csv'}"
                     )

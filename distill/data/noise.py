@@ -11,6 +11,8 @@ A segment longer than a file's region wraps around inside that region (the regio
 
 from __future__ import annotations
 
+from distill.errors import BadValueError, MissingFileError
+
 import csv
 from pathlib import Path
 
@@ -32,7 +34,7 @@ class NoiseBank:
         self, names: list[str], waves: list[torch.Tensor], regions: list[tuple[int, int]]
     ) -> None:
         if not names:
-            raise ValueError("a noise bank needs at least one noise file")
+            raise BadValueError("a noise bank needs at least one noise file")
         self.names, self.waves, self.regions = names, waves, regions
 
     def __len__(self) -> int:
@@ -47,19 +49,19 @@ class NoiseBank:
         split = canonical_split(split)
         folder = root / NOISE_DIR
         if not folder.is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"noise folder {folder} does not exist (needed for silence items, noisy mixing "
                 "or noise augmentation)"
             )
         files = sorted(p.name for p in folder.glob("*.wav"))
         if not files:
-            raise ValueError(f"noise folder {folder} holds no .wav files")
+            raise BadValueError(f"noise folder {folder} holds no .wav files")
         split_file = root / NOISE_SPLITS_FILE
         if split_file.is_file():
             assigned = _read_noise_splits(split_file, files)
             chosen = [(f, (0.0, 1.0)) for f in files if assigned[f] == split]
             if not chosen:
-                raise ValueError(f"{split_file} assigns no noise file to the {split} split")
+                raise BadValueError(f"{split_file} assigns no noise file to the {split} split")
         else:
             chosen = [(f, TIME_FRACTIONS[split]) for f in files]
         names, waves, regions = [], [], []
@@ -84,7 +86,7 @@ class NoiseBank:
             waves.append(wave)
             regions.append((a, b))
         if not names:
-            raise ValueError(f"no usable noise file for the {split} split in {folder}")
+            raise BadValueError(f"no usable noise file for the {split} split in {folder}")
         return cls(names, waves, regions)
 
     def choose(self, n: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -114,14 +116,14 @@ def _read_noise_splits(path: Path, files: list[str]) -> dict[str, str]:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"file", "split"} <= set(reader.fieldnames):
-            raise ValueError(f"{path} must have the columns file,split; has {reader.fieldnames}")
+            raise BadValueError(f"{path} must have the columns file,split; has {reader.fieldnames}")
         assigned = {}
         for row in reader:
             try:
                 assigned[Path(row["file"]).name] = canonical_split(row["split"])
             except ValueError as err:
-                raise ValueError(f"{path}: {err} (row {row})") from None
+                raise BadValueError(f"{path}: {err} (row {row})") from None
     missing = [f for f in files if f not in assigned]
     if missing:
-        raise ValueError(f"{path} does not assign a split to noise file(s) {', '.join(missing)}")
+        raise BadValueError(f"{path} does not assign a split to noise file(s) {', '.join(missing)}")
     return assigned

@@ -16,6 +16,8 @@ train_variants`` fixed variants per clip when `train_variants` > 0 (clip id ``<p
 
 from __future__ import annotations
 
+from distill.errors import BadValueError, MissingFileError
+
 import math
 from pathlib import Path
 from typing import Any
@@ -23,14 +25,7 @@ from typing import Any
 from distill.data.audio import empty_spans, load_audio, make_spans, noise_scale, place, power
 from distill.data.base import STREAM_MIX, ClipDataset, Entry, rng_for
 from distill.data.noise import NoiseBank
-from distill.data.speech_commands import (
-    bank_version,
-    bank_words,
-    list_keywords,
-    resolve_classes,
-    silence_entries,
-    subsample_unknown,
-)
+from distill.data.speech_commands import bank_version, bank_words, list_keywords, resolve_classes, silence_entries, subsample_unknown
 
 
 class NoisySpeechCommands(ClipDataset):
@@ -59,11 +54,11 @@ class NoisySpeechCommands(ClipDataset):
             split, sample_rate, clip_seconds, seed, train_variants, skip_bad_files, augment
         )
         if len(snr_db) != 2 or float(snr_db[0]) > float(snr_db[1]):
-            raise ValueError(f"snr_db must be [low, high] with low <= high, given {snr_db}")
+            raise BadValueError(f"snr_db must be [low, high] with low <= high, given {snr_db}")
         self.snr = (float(snr_db[0]), float(snr_db[1]))
         self.root = Path(root)
         if require_manifest and not (self.root / "manifest.csv").is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{self.root / 'manifest.csv'} does not exist: a synth_kws bank needs it "
                 "(is data.root a synthetic bank? use data.name noisy_speech_commands for real SC)"
             )

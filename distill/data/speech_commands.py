@@ -20,22 +20,15 @@ uniformly from [0, 1]; file, start and gain are fixed per (seed, split, item).
 
 from __future__ import annotations
 
+from distill.errors import BadValueError, MissingFileError
+
 import csv
 import math
 import zlib
 from pathlib import Path
 
 from distill.data.audio import check_headers, empty_spans, load_audio, make_spans, place
-from distill.data.base import (
-    SILENCE,
-    STREAM_CROP,
-    STREAM_SILENCE,
-    UNKNOWN,
-    ClipDataset,
-    Entry,
-    crop_wave,
-    rng_for,
-)
+from distill.data.base import SILENCE, STREAM_CROP, STREAM_SILENCE, UNKNOWN, ClipDataset, Entry, crop_wave, rng_for
 from distill.data.noise import NoiseBank
 
 CORE_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -72,7 +65,7 @@ def bank_words(root: str | Path) -> list[str]:
     """Word folders of a Speech Commands-style root (folders not starting with _ or .)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data root {root} does not exist")
+        raise MissingFileError(f"data root {root} does not exist")
     return sorted(
         p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
     )
@@ -91,7 +84,7 @@ def resolve_classes(root: str | Path, classes: str | list[str]) -> list[str]:
     """Class names of a `classes` setting on this bank (see module doc)."""
     words = bank_words(root)
     if not words:
-        raise ValueError(f"data root {root} has no word folders (expected <word>/*.wav)")
+        raise BadValueError(f"data root {root} has no word folders (expected <word>/*.wav)")
     spec = classes
     if isinstance(spec, str):
         spec = spec.strip()
@@ -100,7 +93,7 @@ def resolve_classes(root: str | Path, classes: str | list[str]) -> list[str]:
         elif spec == "35":
             missing = sorted(set(V2_WORDS) - set(words))
             if missing:
-                raise ValueError(
+                raise BadValueError(
                     f"classes '35' needs the 35 Speech Commands v2 words but {root} "
                     f"({bank_version(words)}, {len(words)} words) lacks {', '.join(missing)}; "
                     "use classes 'all' or a list"
@@ -113,10 +106,10 @@ def resolve_classes(root: str | Path, classes: str | list[str]) -> list[str]:
     else:
         names = [str(w).strip() for w in spec]
     if len(set(names)) != len(names) or not names:
-        raise ValueError(f"classes {classes!r} must be a non-empty list without duplicates")
+        raise BadValueError(f"classes {classes!r} must be a non-empty list without duplicates")
     missing = [w for w in names if w not in (UNKNOWN, SILENCE) and w not in words]
     if missing:
-        raise ValueError(f"classes {', '.join(missing)} have no folder in {root}")
+        raise BadValueError(f"classes {', '.join(missing)} have no folder in {root}")
     return names
 
 
@@ -126,7 +119,7 @@ def read_split_lists(root: Path) -> dict[str, set[str]]:
     for split, name in SPLIT_LISTS.items():
         path = root / name
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"split file {path} does not exist (Speech Commands layout "
                 "needs validation_list.txt and testing_list.txt)"
             )
@@ -143,7 +136,7 @@ def read_manifest(root: Path) -> dict[str, dict[str, str]] | None:
         reader = csv.DictReader(fh)
         need = {"path", "onset", "offset"}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):
-            raise ValueError(
+            raise BadValueError(
                 f"{path} must have the columns {sorted(need)}; has {reader.fieldnames}"
             )
         return {row["path"]: row for row in reader}
@@ -164,7 +157,7 @@ def list_keywords(
         for rel in sorted(listed - all_files):
             msg = f"{rel} is listed in {root / SPLIT_LISTS[s]} but does not exist"
             if not skip_bad_files:
-                raise FileNotFoundError(msg)
+                raise MissingFileError(msg)
             skipped.append((str(root / rel), msg))
     chosen = []
     for rel in sorted(all_files):
@@ -190,14 +183,14 @@ def list_keywords(
         elif unknown is not None:
             label = unknown
         else:
-            raise ValueError(
+            raise BadValueError(
                 f"word '{word}' of {root / rel} is not among the classes {class_names} and "
                 "there is no _unknown_ class; add '_unknown_' to data.classes"
             )
         if manifest is not None:
             row = manifest.get(rel)
             if row is None:
-                raise ValueError(f"{rel} has no row in {root / 'manifest.csv'}")
+                raise BadValueError(f"{rel} has no row in {root / 'manifest.csv'}")
             events = [(float(row["onset"]), float(row["offset"]))]
             speaker = row.get("speaker") or rel.split("/")[1].split("_nohash_")[0]
         else:

@@ -176,10 +176,12 @@ def test_cli_show_reports_bad_override(recipe: Path, capsys: pytest.CaptureFixtu
 def test_cli_overrides_may_follow_options(
     recipe: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import distill.train
+    import distill.pipeline.fit
 
     seen = {}
-    monkeypatch.setattr(distill.train, "fit", lambda cfg, **kw: seen.update(cfg=cfg, **kw) or {})
+    monkeypatch.setattr(
+        distill.pipeline.fit, "fit", lambda cfg, **kw: seen.update(cfg=cfg, **kw) or {}
+    )
     assert (
         main(["fit", str(recipe), "--resume", "--run-dir", "/tmp/r", "trainer.max_epochs=4"]) == 0
     )

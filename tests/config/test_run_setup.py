@@ -14,7 +14,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from distill.config import RecipeConfig
-from distill.run import build_trainer, make_run_dir, resolve_wandb_mode, seed_everything
+from distill.pipeline.session import (
+    build_trainer,
+    make_run_dir,
+    resolve_wandb_mode,
+    seed_everything,
+)
 
 
 class TinyRegression(pl.LightningModule):

@@ -9,15 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from distill.data.audio import (
-    AudioFileError,
-    audio_info,
-    check_headers,
-    fix_length,
-    load_audio,
-    make_spans,
-    place,
-)
+from distill.data.audio import AudioFileError, audio_info, check_headers, fix_length, load_audio, make_spans, place
 
 from .fakes import tone
 

@@ -14,13 +14,7 @@ import soundfile as sf
 
 from distill.cli import main
 from distill.data.synth import soundfont as sfmod
-from distill.data.synth.events import (
-    ALL_CLASSES,
-    EventClipTask,
-    render_event_clip,
-    resolve_soundfont,
-    synth_events,
-)
+from distill.data.synth.events import ALL_CLASSES, EventClipTask, render_event_clip, resolve_soundfont, synth_events
 from distill.data.synth.soundfont import SoundFont, find_soundfonts, render_note
 from distill.data.synth.soundfont_events import available_classes, render_sf_event
 

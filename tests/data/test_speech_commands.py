@@ -10,13 +10,7 @@ import soundfile as sf
 import torch
 
 from distill.data.audio import AudioFileError
-from distill.data.speech_commands import (
-    CORE_WORDS,
-    V1_WORDS,
-    V2_WORDS,
-    SpeechCommands,
-    bank_version,
-)
+from distill.data.speech_commands import CORE_WORDS, V1_WORDS, V2_WORDS, SpeechCommands, bank_version
 
 from .fakes import make_speech_commands, make_synth_kws_bank
 

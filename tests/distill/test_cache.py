@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from distill.teachers.base import TeacherOutput
 
-from distill.cache import StaleCacheError, TeacherCache, sha256_of_tensors
-from teachers.base import TeacherOutput
+from distill.caches.records import StaleCacheError, sha256_of_tensors
+from distill.caches.teacher_cache import TeacherCache
 
 FP = {"teacher": "t1", "rollout": "r1", "data": "d1", "crop": "c1"}
 
@@ -110,8 +111,8 @@ def test_merge_refuses_missing_shard(tmp_path: Path) -> None:
 def test_cache_dir_separates_rollout_layer_choices() -> None:
     from omegaconf import OmegaConf
 
+    from distill.caches.teacher_cache import cache_dir
     from distill.config.schema import RecipeConfig
-    from distill.teacher_setup import cache_dir
 
     cfg = OmegaConf.merge(
         OmegaConf.structured(RecipeConfig),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from distill.compare import DEFAULT_WEIGHTS, Arm
 from distill.config import RecipeConfig
+from distill.core.losses.arms import DEFAULT_WEIGHTS, Arm
 
 
 @pytest.fixture()

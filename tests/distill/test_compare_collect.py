@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-import distill.compare as compare
-import distill.train
+import distill.experiments.compare as compare
+import distill.pipeline.fit
 from distill.config import RecipeConfig
+from distill.report.results import read_rows
 
 
 def finished_run(run_dir: Path, score: float) -> None:
@@ -33,7 +34,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("collect_only must not train")
 
-    monkeypatch.setattr(distill.train, "fit", refuse)
+    monkeypatch.setattr(distill.pipeline.fit, "fit", refuse)
     monkeypatch.setattr(compare, "student_latency", lambda path: 0.25)
 
 
@@ -53,7 +54,7 @@ def test_collect_only_tabulates_the_finished_runs_and_lists_the_rest(
         cfg, ["tc_resnet8"], ["none", "temporal@0.1"], 2, out, collect_only=True
     )
 
-    rows = compare.read_rows(csv_path)
+    rows = read_rows(csv_path)
     got = {(r["arm"], r["seed"]): float(r["test_score"]) for r in rows}
     assert got == {("none", "0"): 0.50, ("none", "1"): 0.60, ("temporal@0.1", "0"): 0.70}
     assert all(r["latency_ms_b1"] == "0.25" for r in rows)

@@ -9,8 +9,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-import distill.compare as compare
-from distill.grid_runs import threads_per_job, train_runs
+import distill.experiments.compare as compare
+from distill.experiments.grid import threads_per_job, train_runs
+from distill.report.results import read_rows
 from tests.distill.test_fit import tiny_recipe
 
 
@@ -37,9 +38,9 @@ def test_side_by_side_runs_match_the_same_runs_trained_one_after_another(
     finally:
         torch.set_num_threads(threads)
 
-    rows = compare.read_rows(side_by_side)
+    rows = read_rows(side_by_side)
     assert [r["seed"] for r in rows] == ["0", "1"]
-    for row, ref in zip(rows, compare.read_rows(alone), strict=True):
+    for row, ref in zip(rows, read_rows(alone), strict=True):
         assert Path(row["run_dir"]).parent.parent.parent == tmp_path / "jobs2"
         assert float(row["test_score"]) == pytest.approx(float(ref["test_score"]), abs=1e-6)
         assert float(row["best_val"]) == pytest.approx(float(ref["best_val"]), abs=1e-6)

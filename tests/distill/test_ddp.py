@@ -10,11 +10,12 @@ from pathlib import Path
 
 import yaml
 
-import teachers
-from distill.cache import TeacherCache
+from distill import teachers
+from distill.caches.fingerprint import fingerprint
+from distill.caches.teacher_cache import TeacherCache, build_cache, cache_dir
 from distill.config import load_recipe
+from distill.core.teacher_source import load_teacher_for
 from distill.data import build_datamodule
-from distill.teacher_setup import build_cache, cache_dir, fingerprint, load_teacher_for
 
 
 def run(args: list[str], cwd: Path) -> None:

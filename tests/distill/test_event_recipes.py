@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from distill.caches.teacher_cache import build_cache
 from distill.config import load_recipe
+from distill.core.teacher_source import load_teacher_for
 from distill.data import build_datamodule
 from distill.data.synth.events import synth_events
-from distill.teach import teach
-from distill.teacher_setup import build_cache, load_teacher_for
-from distill.train import fit
+from distill.pipeline.fit import fit
+from distill.pipeline.teach import teach
 
 
 @pytest.fixture(scope="module")

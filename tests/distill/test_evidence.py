@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-import students
-from distill.evidence import class_activation
+from distill import students
+from distill.analysis.evidence import class_activation
 
 
 def test_class_activation_averages_to_the_predicted_logit() -> None:

@@ -11,17 +11,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from distill.cache import StaleCacheError
-from distill.data import build_datamodule
-from distill.data.base import collate
-from distill.data.frontend import build_frontend
-from distill.feature_cache import (
+from distill.caches.feature_cache import (
     FeatureCache,
     attach_feature_cache,
     feature_cache_dir,
     feature_fingerprint,
 )
-from distill.train import fit
+from distill.caches.records import StaleCacheError
+from distill.data import build_datamodule
+from distill.data.base import collate
+from distill.data.frontend import build_frontend
+from distill.pipeline.fit import fit
 from tests.distill.test_fit import tiny_recipe
 
 
@@ -123,7 +123,7 @@ def test_fit_trains_from_the_cache(tiny_kws_bank: Path, tmp_path: Path) -> None:
 def test_online_teacher_with_cached_features_is_refused(
     tiny_kws_bank: Path, tmp_path: Path
 ) -> None:
-    from distill.teach import teach
+    from distill.pipeline.teach import teach
 
     cfg = recipe(tiny_kws_bank, tmp_path)
     cfg.teacher.kind, cfg.teacher.path = "inhouse", str(tmp_path / "teacher")

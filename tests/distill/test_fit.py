@@ -9,13 +9,15 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import students
-from distill.cache import StaleCacheError
+from distill import students
+from distill.caches.records import StaleCacheError
+from distill.caches.teacher_cache import build_cache
 from distill.config import RecipeConfig
+from distill.core.teacher_source import load_teacher_for
 from distill.data import build_datamodule
-from distill.teach import teach
-from distill.teacher_setup import build_cache, load_teacher_for
-from distill.train import fit, load_student
+from distill.pipeline.artifacts import load_student
+from distill.pipeline.fit import fit
+from distill.pipeline.teach import teach
 
 
 def tiny_recipe(root: Path, tmp: Path, **losses: float) -> DictConfig:
@@ -122,7 +124,7 @@ def test_span_control_refuses_data_without_spans(tmp_path: Path) -> None:
 
 
 def test_eval_scores_a_checkpoint_like_fit_did(trained: dict) -> None:
-    from distill.evaluate import evaluate_checkpoint
+    from distill.pipeline.evaluate import evaluate_checkpoint
 
     results = trained["fit"]
     scored = evaluate_checkpoint(results["best_checkpoint"], split="test")

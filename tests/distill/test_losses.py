@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from distill.config.schema import LossesConfig
-from distill.losses import (
+from distill.core.losses import (
     LogitKD,
     LossInputs,
     TaskLoss,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.metrics import build_metric
+from distill.core.metrics import build_metric
 
 
 def test_macro_map_takes_float_multi_hot_targets() -> None:

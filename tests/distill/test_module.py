@@ -13,13 +13,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from distill.teachers.base import TeacherOutput
 from omegaconf import OmegaConf
 from torch import nn
 
 from distill.config import RecipeConfig, load_recipe
-from distill.module import DistillModule
-from distill.train import fit
-from teachers.base import TeacherOutput
+from distill.core.module import DistillModule
+from distill.pipeline.fit import fit
 
 
 class FixedTeacher(nn.Module):

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from distill.caches.teacher_cache import build_cache
 from distill.config import load_recipe
+from distill.core.teacher_source import load_teacher_for
 from distill.data import build_datamodule
-from distill.teach import teach
-from distill.teacher_setup import build_cache, load_teacher_for
-from distill.train import fit
+from distill.pipeline.fit import fit
+from distill.pipeline.teach import teach
 from tests.data.fakes import make_speech_commands
 
 transformers = pytest.importorskip("transformers")

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.teacher_attention import attention_table, mass_inside_span, parse_layers, summarise
+from distill.analysis.teacher_attention import (
+    attention_table,
+    mass_inside_span,
+    parse_layers,
+    summarise,
+)
 from tests.distill.test_fit import tiny_recipe
 
 
@@ -40,8 +45,9 @@ def test_parse_layers() -> None:
 
 
 def test_table_over_a_saved_teacher(tiny_kws_bank: Path, tmp_path: Path) -> None:
+    from distill.teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+
     from distill.data import build_datamodule
-    from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
 
     cfg = tiny_recipe(tiny_kws_bank, tmp_path)
     datamodule = build_datamodule(cfg.data)
@@ -62,12 +68,12 @@ def test_table_over_a_saved_teacher(tiny_kws_bank: Path, tmp_path: Path) -> None
 
 
 def test_command_plots_teacher_attention(tiny_kws_bank: Path, tmp_path: Path) -> None:
+    from distill.teachers.spectrogram_transformer import SpectrogramTransformerTeacher
     from omegaconf import OmegaConf
 
+    from distill.analysis.teacher_attention import attention_samples
     from distill.cli import main
     from distill.data import build_datamodule
-    from distill.teacher_attention import attention_samples
-    from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
 
     cfg = tiny_recipe(tiny_kws_bank, tmp_path)
     names = build_datamodule(cfg.data).class_names

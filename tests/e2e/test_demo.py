@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.demo import DemoOptions, run_demo
+from distill.experiments.demo import DemoOptions, run_demo
 from tests.report.test_report import check_png, parse
 
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-import students
-from distill.commands.deploy import register  # noqa: F401  (the command module imports)
-from distill.quant.artifacts import export_float, run_onnx, run_torch
-from distill.quant.bench import format_table
-from distill.quant.export import ParityError, export_run
-from distill.quant.int8 import quantize_onnx
-from distill.train import load_student
+from distill import students
+from distill.commands.qat_export_bench import register  # noqa: F401  the command module imports
+from distill.deploy.bench import format_table
+from distill.deploy.export import ParityError, export_run
+from distill.deploy.int8 import quantize_onnx
+from distill.deploy.onnx_io import export_float, run_onnx, run_torch
+from distill.pipeline.artifacts import load_student
 
 # int8 vs float argmax agreement required on fixed random inputs (seed 0, 64 clips): QDQ int8 of
 # a random TC-ResNet8 agrees on 99.4-100% of them in onnxruntime; 90% leaves room for rounding.
@@ -124,7 +124,7 @@ def test_quantization_options_change_the_graph(tmp_path: Path) -> None:
 
 
 def test_export_refuses_broken_weights(tiny_run: dict, tmp_path: Path, monkeypatch) -> None:
-    import distill.quant.export as export_mod
+    import distill.deploy.export as export_mod
 
     real = export_mod.export_float
 
@@ -165,7 +165,7 @@ def test_bench_table_has_ratio_columns() -> None:
 
 
 def test_op_profile_names_the_kernels_of_float_and_int8(tmp_path: Path) -> None:
-    from distill.quant.latency import onnx_op_profile
+    from distill.cost import onnx_op_profile
 
     path = _random_onnx("tc_resnet8", tmp_path, frames=51)
     feats = [np.random.default_rng(0).standard_normal((8, 40, 51)).astype(np.float32)]
@@ -196,7 +196,7 @@ def test_percentile_calibration_clips_outliers(tmp_path: Path) -> None:
 
 
 def test_sqnr_covers_every_quantized_activation_and_matches_logits(tmp_path: Path) -> None:
-    from distill.quant.int8_error import activation_sqnr
+    from distill.deploy.int8_error import activation_sqnr
 
     path = _random_onnx("bc_resnet1", tmp_path, frames=51)
     feats = [np.random.default_rng(0).standard_normal((6, 40, 51)).astype(np.float32)]
@@ -214,7 +214,7 @@ def test_sqnr_covers_every_quantized_activation_and_matches_logits(tmp_path: Pat
 
 
 def test_sqnr_shows_the_range_an_outlier_costs(tmp_path: Path) -> None:
-    from distill.quant.int8_error import activation_sqnr
+    from distill.deploy.int8_error import activation_sqnr
 
     path = _random_onnx("tc_resnet8", tmp_path, frames=51)
     clean = np.random.default_rng(0).standard_normal((64, 40, 51)).astype(np.float32)
@@ -233,7 +233,7 @@ def test_sqnr_shows_the_range_an_outlier_costs(tmp_path: Path) -> None:
 
 
 def test_export_records_calibration_and_sqnr(tiny_run: dict, tmp_path: Path) -> None:
-    from distill.quant.export import format_report
+    from distill.deploy.export import format_report
 
     report = export_run(
         tiny_run["run_dir"],
@@ -256,7 +256,7 @@ def test_export_records_calibration_and_sqnr(tiny_run: dict, tmp_path: Path) -> 
 def test_export_calibrates_off_the_checked_split_and_counts_flips(
     tiny_run: dict, tmp_path: Path
 ) -> None:
-    from distill.quant.export import format_report
+    from distill.deploy.export import format_report
 
     report = export_run(
         tiny_run["run_dir"],

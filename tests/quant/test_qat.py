@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-import students
-from distill.quant.artifacts import export_float
-from distill.quant.int8 import excluded_convs
-from distill.quant.pt2e import float_conv_names, prepare_qat, quantization_config
-from distill.quant.qat import run_qat
-from distill.train import load_student
+from distill import students
+from distill.deploy.int8 import excluded_convs
+from distill.deploy.onnx_io import export_float
+from distill.deploy.pt2e import float_conv_names, prepare_qat, quantization_config
+from distill.deploy.qat import run_qat
+from distill.pipeline.artifacts import load_student
 
 
 def test_qat_runs_with_temporal_kd_and_converts(tiny_run: dict) -> None:
@@ -72,8 +72,8 @@ def test_lower_weight_bits_narrow_the_range() -> None:
 def test_qat_rebuilds_losses_from_overrides(tiny_run: dict) -> None:
     from omegaconf import OmegaConf
 
-    from distill.module import DistillModule
-    from distill.quant.qat import with_losses
+    from distill.core.module import DistillModule
+    from distill.deploy.qat import with_losses
 
     ckpt = tiny_run["run_dir"] / "checkpoints" / "best.ckpt"
     module = DistillModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=False)

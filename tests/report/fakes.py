@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from distill.compare import RESULT_COLUMNS, Arm, write_rows
 from distill.config import RecipeConfig
-from distill.samples import SAMPLES_FILE
+from distill.core.losses.arms import Arm
+from distill.pipeline.samples import SAMPLES_FILE
+from distill.report.results import RESULT_COLUMNS, write_rows
 
 STUDENTS = {"tc_resnet8": (66_000, 1_520_000), "crnn": (468_000, 9_800_000)}
 ARMS = ["none", "temporal", "span"]

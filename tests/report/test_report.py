@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.report import write_report
+from distill.report.build import write_report
 from tests.report.fakes import (
     ENTROPY,
     IN_SPAN,
@@ -204,7 +204,7 @@ def test_methods_only_grid_has_no_controls_table(tmp_path: Path) -> None:
 
 
 def test_pareto_front_keeps_only_undominated_points() -> None:
-    from distill.plots import pareto_front
+    from distill.report.plots import pareto_front
 
     points = [(1.0, 40.0), (1.0, 48.0), (3.0, 45.0), (10.0, 60.0), (400.0, 49.0), (2.0, 50.0)]
     assert pareto_front(points) == [(1.0, 48.0), (2.0, 50.0), (10.0, 60.0)]
@@ -213,7 +213,7 @@ def test_pareto_front_keeps_only_undominated_points() -> None:
 def test_waveform_envelope_covers_the_whole_clip() -> None:
     import numpy as np
 
-    from distill.plots import _envelope
+    from distill.report.plots import _envelope
 
     wave = np.zeros(64_000, dtype=np.float32)
     wave[-100:] = 1.0  # a click in the last few milliseconds of a 4 s clip
@@ -224,8 +224,8 @@ def test_waveform_envelope_covers_the_whole_clip() -> None:
 def test_attention_plot_without_spans_multilabel_teacher_only(tmp_path: Path) -> None:
     import numpy as np
 
-    from distill.plots import plot_attention
-    from distill.report import load_samples
+    from distill.report.build import load_samples
+    from distill.report.plots import plot_attention
     from tests.report.fakes import write_samples
 
     write_samples(tmp_path, seed=0, multi_label=True, student=False)
@@ -238,7 +238,7 @@ def test_attention_plot_without_spans_multilabel_teacher_only(tmp_path: Path) ->
 def test_a_long_multilabel_clip_title_is_wrapped_and_keeps_every_class() -> None:
     import numpy as np
 
-    from distill.plots import TITLE_CHARS, clip_title
+    from distill.report.plots import TITLE_CHARS, clip_title
 
     names = [f"Class_number_{i}" for i in range(8)]
     samples = {

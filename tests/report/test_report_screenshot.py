@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from distill import report_screenshot
-from distill.report import write_report
+from distill.report import screenshot as report_screenshot
+from distill.report.build import write_report
 from tests.report.fakes import fake_recipe, write_grid, write_teacher
 
 

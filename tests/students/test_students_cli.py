@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import students
+from distill import students
 from distill.cli import main
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill.students import FeatureTap
 
-import students
-from students import FeatureTap
+from distill import students
 
 ALL = students.available()
 

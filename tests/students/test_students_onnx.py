@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-import students
+from distill import students
 
 
 def _randomise_bn_statistics(model: nn.Module, generator: torch.Generator) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import students
+from distill import students
 
 # name: (params, relative tolerance), from REFERENCE.md sections 1, 2, 5 and 6.
 PARAMS = {
@@ -91,9 +91,10 @@ def test_macs_count_fused_attention() -> None:
 
 
 def test_teacher_macs_match_between_teach_and_bench() -> None:
-    from distill.quant.bench import TeacherClassifier
-    from distill.teach import teacher_macs
-    from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+    from distill.teachers.export import TeacherClassifier
+    from distill.teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+
+    from distill.pipeline.teach import teacher_macs
 
     teacher = SpectrogramTransformerTeacher.from_preset("tiny", class_names=["a", "b"]).eval()
     wrapper = TeacherClassifier(SpectrogramTransformerTeacher(teacher.config)).eval()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from distill.students import FeatureTap, UnknownStudentError
 
-import students
-from students import FeatureTap, UnknownStudentError
+from distill import students
 
 HERE = Path(__file__).parent
 

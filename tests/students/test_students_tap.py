@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill.students import FeatureTap, to_time_features
 from torch import nn
 
-import students
-from students import FeatureTap, to_time_features
+from distill import students
 
 
 def _no_hooks(model: nn.Module) -> bool:

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 import torch
-
-from teachers.base import Teacher, TeacherOutput
+from distill.teachers.base import Teacher, TeacherOutput
 
 
 class WindowForcer:

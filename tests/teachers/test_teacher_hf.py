@@ -8,8 +8,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from distill.teachers.hf import HFTeacher  # noqa: E402
+
 import teachers  # noqa: E402
-from teachers.hf import HFTeacher  # noqa: E402
 
 LABELS = {
     "num_labels": 3,

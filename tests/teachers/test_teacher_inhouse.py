@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill.teachers.spectrogram_transformer import SpectrogramTransformerTeacher
 
-import teachers
-from teachers.spectrogram_transformer import SpectrogramTransformerTeacher
+from distill import teachers
 
 CLASSES = ["yes", "no", "up"]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from teachers.rollout import attention_rollout, query_row
+from distill.teachers.rollout import attention_rollout, query_row
 
 
 def t(rows: list) -> torch.Tensor:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from teachers.timemap import (
+from distill.teachers.timemap import (
     Framing,
     conv_framing,
     frame_time_map,

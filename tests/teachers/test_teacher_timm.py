@@ -7,8 +7,9 @@ import torch
 
 pytest.importorskip("timm")
 
+from distill.teachers.timm_vit import TimmViTTeacher  # noqa: E402
+
 import teachers  # noqa: E402
-from teachers.timm_vit import TimmViTTeacher  # noqa: E402
 
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 FRONTEND = {"n_mels": 32}

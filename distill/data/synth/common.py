@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distill.errors import DistillError, BadValueError
+
 import multiprocessing as mp
 import os
 import shutil
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 
 
-class DatasetExistsError(FileExistsError):
+class DatasetExistsError(DistillError, FileExistsError):
     """The output folder exists, is not empty, and `overwrite` was not asked for."""
 
 
@@ -61,7 +63,7 @@ def parallel_map(
     from tqdm import tqdm
 
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise BadValueError(f"workers must be >= 1, got {workers}")
     bar = tqdm(total=len(tasks), desc=desc, unit="clip", dynamic_ncols=True)
     try:
         if workers == 1 or len(tasks) <= 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distill.errors import BadValueError
+
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,7 @@ def _biquad(kind: str, f0: float, gain_db: float, q: float, sr: int) -> tuple[np
             (a_lin + 1) + s * (a_lin - 1) * cw - sq,
         ]
     else:
-        raise ValueError(f"unknown biquad kind {kind!r}; expected peak, lowshelf or highshelf")
+        raise BadValueError(f"unknown biquad kind {kind!r}; expected peak, lowshelf or highshelf")
     return np.asarray(b) / a[0], np.asarray(a) / a[0]
 
 
@@ -89,7 +91,7 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     """`n` samples of unit-RMS noise with spectrum 1/f^k: white k=0, pink 1, brown 2, blue -1."""
     exponents = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0}
     if colour not in exponents:
-        raise ValueError(f"unknown noise colour {colour!r}; expected one of {sorted(exponents)}")
+        raise BadValueError(f"unknown noise colour {colour!r}; expected one of {sorted(exponents)}")
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.fft.rfftfreq(n)
     f[0] = f[1] if n > 1 else 1.0
@@ -108,7 +110,7 @@ def active_span(x: np.ndarray, threshold_db: float = -35.0, frame: int = 160) ->
     rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
     peak = rms.max()
     if not np.isfinite(peak):
-        raise ValueError("active_span: signal contains NaN or infinity")
+        raise BadValueError("active_span: signal contains NaN or infinity")
     if peak <= 0:
         return 0, 0
     idx = np.flatnonzero(rms >= peak * 10 ** (threshold_db / 20))
@@ -127,7 +129,7 @@ def write_wav(path: Path, x: np.ndarray, sr: int = SAMPLE_RATE) -> None:
     """Write `x` (float in [-1, 1]) as mono 16-bit PCM; values outside are an error, not clipped."""
     peak = float(np.max(np.abs(x))) if len(x) else 0.0
     if not np.isfinite(peak) or peak > 1.0:
-        raise ValueError(f"{path}: signal peak {peak} outside [-1, 1]; refusing to clip")
+        raise BadValueError(f"{path}: signal peak {peak} outside [-1, 1]; refusing to clip")
     pcm = np.round(np.asarray(x, dtype=np.float64) * 32767).astype(np.int16)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), pcm, sr, subtype="PCM_16")

@@ -8,6 +8,10 @@ Layout under the output root E (see docs/data.md): `E/FSD50K.dev_audio/<fname>.w
 
 from __future__ import annotations
 
+from distill.files import write_json
+
+from distill.errors import BadValueError
+
 import csv
 import json
 import shutil
@@ -19,14 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.data.synth import common
-from distill.data.synth.dsp import (
-    SAMPLE_RATE,
-    active_span,
-    coloured_noise,
-    random_eq,
-    random_reverb,
-    write_wav,
-)
+from distill.data.synth.dsp import SAMPLE_RATE, active_span, coloured_noise, random_eq, random_reverb, write_wav
 from distill.data.synth.event_sources import EVENT_CLASSES
 from distill.data.synth.soundfont import FONT_DIRS, find_soundfonts, load_soundfont
 from distill.data.synth.soundfont_events import SF_CLASSES, available_classes, render_sf_event
@@ -68,11 +65,11 @@ def resolve_soundfont(spec: str | Path | None = "auto") -> FontChoice:
     else:
         path = Path(spec)
         if not path.is_file():
-            raise ValueError(f"--soundfont {spec}: no such file")
+            raise BadValueError(f"--soundfont {spec}: no such file")
     try:
         font = load_soundfont(str(path))
     except (ValueError, OSError) as err:
-        raise ValueError(f"--soundfont {path}: not a usable SoundFont ({err})") from err
+        raise BadValueError(f"--soundfont {path}: not a usable SoundFont ({err})") from err
     classes, skipped = available_classes(font)
     status = f"{path}: {len(classes)} SoundFont classes"
     if skipped:
@@ -116,7 +113,7 @@ def render_event_clip(task: EventClipTask) -> dict[str, object]:
         label = str(rng.choice(task.classes))
         if label in SF_CLASSES:
             if task.soundfont is None:
-                raise ValueError(f"class {label} needs a SoundFont, but the task has none")
+                raise BadValueError(f"class {label} needs a SoundFont, but the task has none")
             x = np.asarray(render_sf_event(task.soundfont, label, rng), dtype=np.float64)
         else:
             x = np.asarray(EVENT_CLASSES[label](rng), dtype=np.float64)
@@ -159,7 +156,7 @@ def _write_tables(root: Path, rows: list[dict], classes: list[str], meta: dict) 
         for r in rows:
             for label, on, off in r["events"]:
                 writer.writerow([r["fname"], r["split"], label, f"{on:.4f}", f"{off:.4f}"])
-    (root / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(root / "dataset.json", meta)
 
 
 def synth_events(
@@ -183,11 +180,11 @@ def synth_events(
     full = [*ALL_CLASSES, *font.classes]
     k = len(full) if classes is None else classes
     if not 1 <= k <= len(full):
-        raise ValueError(f"--classes must be in 1..{len(full)}, got {classes}")
+        raise BadValueError(f"--classes must be in 1..{len(full)}, got {classes}")
     if clips < 3:
-        raise ValueError(f"--clips must be >= 3 (one per split at least), got {clips}")
+        raise BadValueError(f"--clips must be >= 3 (one per split at least), got {clips}")
     if not 0.5 <= clip_seconds <= 60:
-        raise ValueError(f"--clip-seconds must be in [0.5, 60], got {clip_seconds}")
+        raise BadValueError(f"--clip-seconds must be in [0.5, 60], got {clip_seconds}")
     chosen = full[:k]
     order = common.rng_for(seed, 5).permutation(clips)
     n_eval, n_val = max(1, round(0.2 * clips)), max(1, round(0.1 * clips))

@@ -7,6 +7,10 @@ Layout under the output root R (see docs/data.md): `R/<word>/<speaker>_nohash_<k
 
 from __future__ import annotations
 
+from distill.files import write_json
+
+from distill.errors import BadValueError
+
 import csv
 import hashlib
 import json
@@ -19,14 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.data.synth import common
-from distill.data.synth.dsp import (
-    SAMPLE_RATE,
-    active_span,
-    peak_normalise,
-    random_eq,
-    random_reverb,
-    write_wav,
-)
+from distill.data.synth.dsp import SAMPLE_RATE, active_span, peak_normalise, random_eq, random_reverb, write_wav
 from distill.data.synth.noise import write_noise_bank
 from distill.data.synth.tts import engine_report, espeak_voices, flite_voices, synthesize
 from distill.data.synth.words import DEFAULT_UNKNOWN_WORDS, SPEECH_COMMANDS_V2, label_of
@@ -72,7 +69,7 @@ class ClipTask:
 def make_speakers(n: int, seed: int) -> list[Speaker]:
     """`n` distinct voice configurations, ~80/10/10 over train/validation/test."""
     if n < 3:
-        raise ValueError(f"--speakers must be >= 3 (one per split at least), got {n}")
+        raise BadValueError(f"--speakers must be >= 3 (one per split at least), got {n}")
     rng = common.rng_for(seed, 1)
     voices = espeak_voices() + list(flite_voices())
     picks = rng.choice(len(voices), size=n, replace=n > len(voices))
@@ -170,7 +167,7 @@ def _write_tables(root: Path, rows: list[dict[str, object]], meta: dict) -> None
     for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
         lines = [str(r["path"]) for r in rows if r["split"] == split]
         (root / name).write_text("".join(line + "\n" for line in lines))
-    (root / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(root / "dataset.json", meta)
 
 
 def synth_kws(
@@ -198,10 +195,10 @@ def synth_kws(
     for text in keyword_texts + list(unknown_words):
         label = label_of(text)
         if label in texts:
-            raise ValueError(f"word {text!r} given twice (as keyword or unknown word)")
+            raise BadValueError(f"word {text!r} given twice (as keyword or unknown word)")
         texts[label] = " ".join(text.split())
     if per_word < 1:
-        raise ValueError(f"--per-word must be >= 1, got {per_word}")
+        raise BadValueError(f"--per-word must be >= 1, got {per_word}")
     per_unknown = per_word if per_unknown is None else per_unknown
     n_kw = len(keyword_texts)
     counts = {lab: per_word if i < n_kw else per_unknown for i, lab in enumerate(texts)}
@@ -219,7 +216,7 @@ def synth_kws(
         made = Counter(str(r["label"]) for r in rows)
         empty = [lab for lab in texts if made[lab] == 0]
         if empty:
-            raise ValueError(
+            raise BadValueError(
                 f"no clip of {empty} fits in 1 s even {MAX_SPEEDUP}x faster; shorten the phrases"
             )
         noise_rows = write_noise_bank(

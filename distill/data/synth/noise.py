@@ -6,6 +6,8 @@ Files go to `<root>/_background_noise_/<type>_<nn>.wav` (16 kHz mono PCM16) and
 
 from __future__ import annotations
 
+from distill.errors import BadValueError, MissingFileError
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +144,7 @@ def make_noise(task: NoiseTask) -> tuple[str, np.ndarray]:
     elif task.kind == "hum":
         x = _hum(n, rng)
     else:
-        raise ValueError(f"unknown noise type {task.kind!r}; expected one of {NOISE_TYPES}")
+        raise BadValueError(f"unknown noise type {task.kind!r}; expected one of {NOISE_TYPES}")
     return task.name, _level(x)
 
 
@@ -150,10 +152,10 @@ def find_audio(folder: Path) -> list[Path]:
     """Audio files under `folder` (recursively), sorted; an error if there are none."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--noise-dir {folder}: not a directory")
+        raise MissingFileError(f"--noise-dir {folder}: not a directory")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"--noise-dir {folder}: no audio files ({', '.join(AUDIO_SUFFIXES)})"
         )
     return files
@@ -170,7 +172,7 @@ def write_noise_bank(
     """Write the noise bank and `noise_splits.csv` under `root`; returns one row per file
     (file, split, source)."""
     if seconds <= 0 or per_type < 3:
-        raise ValueError(
+        raise BadValueError(
             f"noise bank: need --noise-seconds > 0 and --noise-per-type >= 3 (one file per split), "
             f"got {seconds} and {per_type}"
         )

@@ -10,6 +10,8 @@ envelopes, pan, modulators and reverb/chorus sends of the font are not rendered.
 
 from __future__ import annotations
 
+from distill.errors import BadValueError
+
 import functools
 import struct
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ def _chunks(f: BinaryIO, start: int, end: int, where: str) -> dict[str, tuple[in
         cid, size = struct.unpack("<4sI", f.read(8))
         name, body = cid.decode("latin-1"), pos + 8
         if body + size > end:
-            raise ValueError(f"{where}: chunk {name!r} is truncated ({size} bytes announced)")
+            raise BadValueError(f"{where}: chunk {name!r} is truncated ({size} bytes announced)")
         if name == "LIST" and size >= 4:
             name, body, size = f.read(4).decode("latin-1"), body + 4, size - 4
         found.setdefault(name, (body, size))
@@ -97,21 +99,21 @@ class SoundFont:
         with open(path, "rb") as f:
             head = f.read(12)
             if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
-                raise ValueError(f"{where}: not a RIFF sfbk file")
+                raise BadValueError(f"{where}: not a RIFF sfbk file")
             riff_end = 8 + struct.unpack("<I", head[4:8])[0]
             if riff_end > file_size:
-                raise ValueError(f"{where}: truncated ({file_size} of {riff_end} bytes)")
+                raise BadValueError(f"{where}: truncated ({file_size} of {riff_end} bytes)")
             lists = _chunks(f, 12, riff_end, where)
             for kind in ("sdta", "pdta"):
                 if kind not in lists:
-                    raise ValueError(f"{where}: LIST {kind!r} chunk missing")
+                    raise BadValueError(f"{where}: LIST {kind!r} chunk missing")
             info = lists.get("INFO", (0, 0))
             ifil = _chunks(f, info[0], sum(info), f"{where}: INFO").get("ifil")
             if ifil:
                 f.seek(ifil[0])
                 major = struct.unpack("<H", f.read(2))[0]
                 if major >= 3:  # .sf3: Ogg Vorbis samples
-                    raise ValueError(
+                    raise BadValueError(
                         f"{where}: SoundFont {major} (compressed samples) not supported"
                     )
             smpl = _chunks(f, lists["sdta"][0], sum(lists["sdta"]), f"{where}: sdta")
@@ -119,14 +121,14 @@ class SoundFont:
             tables = {}
             for cid, dtype in _RECORDS.items():
                 if cid not in found:
-                    raise ValueError(f"{where}: pdta chunk {cid!r} missing")
+                    raise BadValueError(f"{where}: pdta chunk {cid!r} missing")
                 offset, size = found[cid]
                 if size % dtype.itemsize or size < 2 * dtype.itemsize:  # a record + terminal
-                    raise ValueError(f"{where}: pdta chunk {cid!r} has a bad size ({size} bytes)")
+                    raise BadValueError(f"{where}: pdta chunk {cid!r} has a bad size ({size} bytes)")
                 f.seek(offset)
                 tables[cid] = np.frombuffer(f.read(size), dtype=dtype)
         if "smpl" not in smpl:
-            raise ValueError(f"{where}: sdta chunk 'smpl' missing")
+            raise BadValueError(f"{where}: sdta chunk 'smpl' missing")
         offset, size = smpl["smpl"]
         samples = np.memmap(path, dtype="<i2", mode="r", offset=offset, shape=(size // 2,))
         font = cls(path, path.stem, samples, tables)
@@ -138,12 +140,12 @@ class SoundFont:
         for parent, child, key in (("phdr", "pbag", "bag"), ("inst", "ibag", "bag")):
             bags = t[parent][key].astype(int)
             if np.any(np.diff(bags) < 0) or bags[-1] >= len(t[child]):
-                raise ValueError(f"{where}: pdta {parent!r} bag indices out of order or range")
+                raise BadValueError(f"{where}: pdta {parent!r} bag indices out of order or range")
         for bag, gen in (("pbag", "pgen"), ("ibag", "igen")):
             if t[bag]["gen"][-1] > len(t[gen]) or np.any(np.diff(t[bag]["gen"].astype(int)) < 0):
-                raise ValueError(f"{where}: pdta {bag!r} generator indices out of order or range")
+                raise BadValueError(f"{where}: pdta {bag!r} generator indices out of order or range")
         if np.any(t["shdr"]["end"][:-1] > len(self.samples)):
-            raise ValueError(f"{where}: a sample header points past the end of the sample data")
+            raise BadValueError(f"{where}: a sample header points past the end of the sample data")
 
     @functools.cached_property
     def presets(self) -> dict[tuple[int, int], int]:

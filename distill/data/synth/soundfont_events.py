@@ -9,6 +9,8 @@ fifth inside the instrument's comfortable key range, velocity 60-120); a drum ev
 
 from __future__ import annotations
 
+from distill.errors import BadValueError
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,5 +101,5 @@ def render_sf_event(font_path: str, label: str, rng: np.random.Generator) -> np.
     for on, x in parts:
         out[on : on + len(x)] += x
     if not np.any(out):
-        raise ValueError(f"{font_path}: {label} rendered silence for notes {notes}")
+        raise BadValueError(f"{font_path}: {label} rendered silence for notes {notes}")
     return out

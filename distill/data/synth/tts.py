@@ -8,6 +8,8 @@ for every utterance, which costs about 10 ms and makes every clip reproducible o
 
 from __future__ import annotations
 
+from distill.errors import UsageError, BadValueError
+
 import _ctypes
 import ctypes
 import os
@@ -58,7 +60,7 @@ def _espeak_paths() -> tuple[str, str]:
     try:
         import espeakng_loader
     except ImportError as err:
-        raise RuntimeError(
+        raise UsageError(
             "the synthetic data generators need the `espeakng-loader` package "
             "(pip install espeakng-loader)"
         ) from err
@@ -70,7 +72,7 @@ def espeak_variants() -> tuple[str, ...]:
     """Names of the voice variants bundled with eSpeak NG (e.g. m3, f2, klatt, whisper)."""
     folder = Path(_espeak_paths()[1]) / "voices" / "!v"
     if not folder.is_dir():
-        raise RuntimeError(f"eSpeak NG variant folder not found: {folder}")
+        raise UsageError(f"eSpeak NG variant folder not found: {folder}")
     return tuple(sorted(p.name for p in folder.iterdir() if p.is_file() and " " not in p.name))
 
 
@@ -113,7 +115,7 @@ def _espeak(voice: str, text: str, rate: int, pitch: int, range_: int, seed: int
             raise RuntimeError(f"espeak_Initialize failed with data path {data_path}")
         lib.espeak_SetSynthCallback(_callback)
         if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise ValueError(f"eSpeak NG has no voice {voice!r}")
+            raise BadValueError(f"eSpeak NG has no voice {voice!r}")
         for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, range_), (_VOLUME, 60)):
             lib.espeak_SetParameter(param, int(value), 0)
         lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
@@ -134,7 +136,7 @@ def _espeak(voice: str, text: str, rate: int, pitch: int, range_: int, seed: int
 def _flite(voice: str, text: str, rate: int, pitch: int) -> np.ndarray:
     exe = shutil.which("flite")
     if exe is None:
-        raise RuntimeError(f"voice flite:{voice} needs the `flite` program, which is not installed")
+        raise UsageError(f"voice flite:{voice} needs the `flite` program, which is not installed")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "u.wav"
         cmd = [exe, "-voice", voice, "-t", text, "-o", str(out)]
@@ -156,7 +158,7 @@ def synthesize(
     elif engine == "flite":
         x = _flite(name, text, rate, pitch)
     else:
-        raise ValueError(f"unknown TTS voice {voice!r}; expected espeak:<name> or flite:<name>")
+        raise BadValueError(f"unknown TTS voice {voice!r}; expected espeak:<name> or flite:<name>")
     if len(x) == 0:
         raise RuntimeError(f"TTS produced no audio for {text!r} with voice {voice!r}")
     return x

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distill.errors import BadValueError
+
 import re
 
 #: The 35 words of Speech Commands v2, in the dataset's documentation order.
@@ -53,7 +55,7 @@ def label_of(text: str) -> str:
     """
     cleaned = " ".join(text.strip().lower().split())
     if not cleaned or not _LABEL_OK.match(cleaned):
-        raise ValueError(
+        raise BadValueError(
             f"keyword {text!r}: expected a word or short phrase of letters, digits, spaces, "
             "apostrophes or hyphens"
         )

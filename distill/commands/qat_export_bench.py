@@ -1,0 +1,115 @@
+"""`distill qat`, `distill export` and `distill bench`: int8 fine-tuning, export and speed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _qat(args: argparse.Namespace) -> int:
+    from distill.config import apply_overrides
+    from distill.deploy.qat import run_qat
+    from distill.pipeline.artifacts import load_module, resolve
+
+    checkpoint, run_dir = resolve(args.target)
+    cfg = load_module(checkpoint).cfg
+    if args.overrides:
+        cfg = apply_overrides(cfg, args.overrides)
+    results = run_qat(checkpoint, cfg, run_dir=run_dir)
+    results.pop("qat_module")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _int8_ops(value: str) -> list[str] | str | None:
+    return {"all": None, "auto": "auto"}.get(value, value.split(","))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from distill.deploy.export import ParityError, export_run, format_report
+
+    if args.format != "onnx":
+        raise SystemExit(f"distill export: --format {args.format!r} is not supported (onnx)")
+    try:
+        report = export_run(
+            args.target,
+            int8=args.int8,
+            split=args.split,
+            calib_batches=args.calib_batches,
+            limit_batches=args.limit_batches,
+            min_agreement=args.min_agreement,
+            calibration_method=args.calibration_method,
+            sqnr_batches=args.sqnr_batches,
+            int8_ops=_int8_ops(args.int8_ops),
+            calib_split=args.calib_split,
+            data_overrides=args.overrides,
+        )
+    except ParityError as err:
+        print(f"distill export: error: {err}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from distill.deploy.bench import bench_run, format_table
+
+    rows = bench_run(
+        args.target, runs=args.runs, warmup=args.warmup, limit_batches=args.limit_batches
+    )
+    print(format_table(rows))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the deployment commands."""
+    target_help = "run directory written by `distill fit`, or one of its .ckpt files"
+    p = subparsers.add_parser("qat", help="fake-quant fine-tuning with the distillation losses")
+    p.add_argument("target", help=target_help)
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. qat.epochs=3")
+    p.set_defaults(func=_qat)
+
+    p = subparsers.add_parser("export", help="write the bare student as ONNX (float, int8)")
+    p.add_argument("target", help=target_help)
+    p.add_argument("--format", default="onnx", help="only onnx")
+    p.add_argument("--int8", action="store_true", help="also write int8 (PTQ, and QAT if run)")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.root=data/other")
+    p.add_argument("--calib-batches", type=int, default=8, help="calibration batches (int8)")
+    p.add_argument(
+        "--calib-split",
+        default="val",
+        choices=["train", "val"],
+        help="split whose first batches calibrate int8 (never the test split)",
+    )
+    p.add_argument(
+        "--calibration-method",
+        default="minmax",
+        choices=["minmax", "percentile", "entropy"],
+        help="how int8 activation ranges are set from the calibration batches",
+    )
+    p.add_argument(
+        "--int8-ops",
+        default="auto",
+        help="operator types to quantize: comma-separated (e.g. Conv,Gemm,MatMul), all, or "
+        "auto (all, or only Conv/Gemm/MatMul when some convs stay float)",
+    )
+    p.add_argument(
+        "--sqnr-batches",
+        type=int,
+        default=0,
+        help="report per-tensor int8 SQNR vs float on N batches (0: off)",
+    )
+    p.add_argument("--limit-batches", type=int, default=None, help="check on N batches only")
+    p.add_argument(
+        "--min-agreement", type=float, default=0.995, help="float argmax agreement required"
+    )
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser("bench", help="size and 1-thread latency: teacher, float, int8")
+    p.add_argument("target", help=target_help)
+    p.add_argument("--runs", type=int, default=200, help="timed runs per model and batch")
+    p.add_argument("--warmup", type=int, default=20, help="untimed warm-up runs")
+    p.add_argument("--limit-batches", type=int, default=None, help="export check on N batches")
+    p.set_defaults(func=_bench)

@@ -1,0 +1,242 @@
+"""DistillModule: a student trained with a task loss and KD losses from a frozen teacher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from distill import students
+from distill.core.classifier_module import ClassifierModule
+from distill.core.losses import LossInputs, WeightedLosses, entropy
+from distill.core.optim import build_optimizer
+from distill.data.augment import build_specaugment
+from distill.data.frontend import build_frontend
+from distill.errors import BadValueError, UsageError
+from distill.students.tap import FeatureTap
+
+
+def student_tap(cfg: DictConfig) -> tuple[str, str, str | None]:
+    """(tap module, tap layout, attention tap): the recipe's, else the student's defaults."""
+    spec = students.spec(cfg.target or cfg.name)
+    tap = cfg.tap or spec.default_tap
+    layout = cfg.tap_layout or spec.tap_layout
+    if tap is None or layout is None:
+        raise BadValueError(
+            f"student {cfg.target or cfg.name!r} declares no feature tap: set student.tap "
+            "(a submodule name) and student.tap_layout (e.g. BCFT, BTC) in the recipe"
+        )
+    return tap, layout, cfg.attention_tap or spec.attention_tap
+
+
+def build_student(cfg: DictConfig, num_classes: int, n_features: int) -> nn.Module:
+    """The plain student named by the recipe's `student` section."""
+    kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True) if cfg.kwargs else {}
+    return students.create(
+        cfg.target or cfg.name, num_classes=num_classes, n_features=n_features, **kwargs
+    )
+
+
+class DistillModule(ClassifierModule):
+    """Student + training-only `aux` losses; teacher outputs come from a frozen teacher run
+    online or from a TeacherCache. Only `student` is deployed (see `student_state_dict`)."""
+
+    def __init__(
+        self,
+        cfg: DictConfig | dict,
+        num_classes: int,
+        task: str,
+        class_names: list[str],
+        clip_seconds: float,
+        teacher_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+        self.save_hyperparameters(
+            {
+                "cfg": OmegaConf.to_container(cfg, resolve=True),
+                "num_classes": num_classes,
+                "task": task,
+                "class_names": list(class_names),
+                "clip_seconds": clip_seconds,
+                "teacher_dim": teacher_dim,
+            }
+        )
+        self.cfg = cfg
+        self.task = task
+        self.class_names = list(class_names)
+        self.clip_seconds = clip_seconds
+        self.frontend = build_frontend(cfg.frontend)
+        self.student = build_student(cfg.student, num_classes, self.frontend.n_features)
+        specaugment = build_specaugment(cfg.data.augment)
+        self.specaugment = specaugment if specaugment.active else None
+        losses = cfg.losses
+        own_attention = losses.temporal_kd.weight > 0 and losses.temporal_kd.use_student_attention
+        head_kd = losses.temporal_kd.weight > 0 and not losses.temporal_kd.use_student_attention
+        needs_features = head_kd or losses.hint.weight > 0 or losses.attention_transfer.weight > 0
+        self._tap = self._attention_tap = None
+        if needs_features or own_attention:
+            tap_name, layout, attention_name = student_tap(cfg.student)
+            if needs_features:
+                self._tap = FeatureTap(self.student, tap_name, layout)
+            if own_attention:
+                if attention_name is None:
+                    raise BadValueError(
+                        f"losses.temporal_kd.use_student_attention: student "
+                        f"{cfg.student.target or cfg.student.name!r} has no attention of its own; "
+                        "set student.attention_tap or use the default attention head"
+                    )
+                self._attention_tap = FeatureTap(self.student, attention_name, "BCT")
+        channels = self._probe_channels() if self._tap is not None else None
+        self.aux = WeightedLosses(cfg.losses, task, channels=channels, teacher_dim=teacher_dim)
+        self.setup_metrics(task, num_classes)
+        self.teacher_source: Any = None  # a Teacher or a TeacherCache reader; not saved with us
+
+    # -- construction helpers ------------------------------------------------------------------
+    def _probe_channels(self) -> int:
+        samples = int(round(self.clip_seconds * self.cfg.frontend.sample_rate))
+        was_training = self.student.training
+        self.student.eval()
+        with torch.no_grad():
+            self.student(self.frontend(torch.zeros(2, samples)))
+        self.student.train(was_training)
+        channels = self._tap.features().shape[-1]
+        self._tap.clear()
+        return int(channels)
+
+    def set_teacher_source(self, source: Any) -> None:
+        """Attach a frozen Teacher (run online) or a TeacherCache reader."""
+        if source is not None and not self.aux.needs_teacher:
+            source = None
+        self.teacher_source = source
+
+    def detach_taps(self) -> None:
+        """Remove every hook this module put on the student."""
+        for tap in (self._tap, self._attention_tap):
+            if tap is not None:
+                tap.remove()
+        self._tap = self._attention_tap = None
+
+    def student_state_dict(self) -> dict[str, Tensor]:
+        """The deployable student's weights alone (no aux head, frontend or teacher)."""
+        return {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()}
+
+    # -- forward -------------------------------------------------------------------------------
+    def features(self, waveform: Tensor) -> Tensor:
+        """Student input features (B, F, T) for a waveform batch."""
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            return self.frontend(waveform.float())
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return self.student(self.features(waveform))
+
+    def _teacher_outputs(self, batch: dict, split: str) -> dict[str, Tensor | None]:
+        source = self.teacher_source
+        if source is None:
+            if self.aux.needs_teacher:
+                raise UsageError(
+                    "the recipe's losses need a teacher but none is attached "
+                    "(teacher.kind=none, or no cache/teacher was set up)"
+                )
+            return {}
+        if hasattr(source, "lookup"):
+            out = source.lookup(split, batch["clip_id"], device=self.device)
+            return {
+                "teacher_logits": out.logits,
+                "teacher_attention": out.attention,
+                "teacher_hidden": out.hidden,
+            }
+        if "waveform" not in batch:
+            raise UsageError(
+                "the online teacher (teacher.cache=false) needs waveforms, but the batches hold "
+                "cached features (data.cache_features=true): use the teacher cache or turn the "
+                "feature cache off"
+            )
+        with torch.no_grad():
+            out = source(batch["waveform"])
+        return {
+            "teacher_logits": out.logits,
+            "teacher_attention": out.attention,
+            "teacher_hidden": out.hidden,
+        }
+
+    def _step(self, batch: dict, split: str) -> tuple[Tensor, LossInputs, dict[str, Tensor]]:
+        feats = batch["features"] if "features" in batch else self.features(batch["waveform"])
+        if split == "train" and self.specaugment is not None:
+            feats = self.specaugment(feats)
+        logits = self.student(feats)
+        inputs = LossInputs(
+            logits=logits,
+            target=batch.get("target", batch["label"]),
+            time_features=self._tap.features() if self._tap is not None else None,
+            student_attention=self._attention_tap.output if self._attention_tap else None,
+            spans=batch.get("spans"),
+            clip_seconds=self.clip_seconds,
+            **self._teacher_outputs(batch, split),
+        )
+        total, terms = self.aux(inputs)
+        return total, inputs, terms
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        total, _, terms = self._step(batch, "train")
+        size = len(batch["clip_id"])
+        self.log("train/loss", total, prog_bar=True, on_epoch=True, batch_size=size)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=size)
+        return total
+
+    def _eval_step(self, batch: dict, split: str) -> None:
+        total, inputs, terms = self._step(batch, split)
+        size = len(batch["clip_id"])
+        self.metrics[split].update(inputs.logits, batch["label"])
+        self.log(f"{split}/loss", total, batch_size=size, sync_dist=True)
+        for name, value in terms.items():
+            self.log(f"{split}/{name}", value, batch_size=size, sync_dist=True)
+        if "temporal_kd" in self.aux.terms:
+            self._log_localisation(inputs, split, size)
+
+    def _log_localisation(self, inputs: LossInputs, split: str, size: int) -> None:
+        """Entropy of the student's attention a_S and of its target, and the fraction of clips
+        whose argmax falls inside the true span (where the data has spans)."""
+        kd = self.aux.terms["temporal_kd"]
+        a_s = kd.student_distribution(inputs)
+        dists = {"student_attention": a_s}
+        if kd.target_kind != "span" or inputs.spans is not None:
+            dists["target_attention"] = kd.target(inputs, a_s.shape[1])
+        for name, dist in dists.items():
+            self.log(
+                f"{split}/{name}_entropy", entropy(dist).mean(), batch_size=size, sync_dist=True
+            )
+            if inputs.spans is None:
+                continue
+            inside = argmax_inside_span(dist, inputs.spans, self.clip_seconds)
+            if inside is not None:
+                self.log(f"{split}/{name}_in_span", inside, batch_size=size, sync_dist=True)
+
+    def on_fit_start(self) -> None:
+        if self.teacher_source is not None and isinstance(self.teacher_source, nn.Module):
+            self.teacher_source.to(self.device).eval()
+
+    on_test_start = on_validation_start = on_fit_start
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return build_optimizer(self.cfg.optim, params, self.trainer)
+
+
+def argmax_inside_span(a: Tensor, spans: Tensor, clip_seconds: float) -> Tensor | None:
+    """Fraction of clips whose attention argmax (bin centre, seconds) falls inside a true span;
+    None when no clip in the batch has a span."""
+    steps = a.shape[-1]
+    centre = (a.argmax(dim=-1).float() + 0.5) * clip_seconds / steps
+    onset, offset = spans[..., 0], spans[..., 1]
+    has_span = ~torch.isnan(onset).all(dim=-1)
+    if not bool(has_span.any()):
+        return None
+    inside = ((centre[:, None] >= onset) & (centre[:, None] <= offset)).any(dim=-1)
+    return inside[has_span].float().mean()
+
+
+__all__ = ["DistillModule", "argmax_inside_span", "build_student", "student_tap"]

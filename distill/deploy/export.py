@@ -1,0 +1,209 @@
+"""`export_run`: float and int8 ONNX of a run's student, checked in onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.deploy.int8 import quantize_onnx, resolved_op_types
+from distill.deploy.int8_error import activation_sqnr, format_sqnr
+from distill.deploy.onnx_io import export_float, run_onnx, run_torch, split_features
+from distill.errors import BadValueError, DistillError
+from distill.files import write_json
+from distill.pipeline.artifacts import EXPORT_DIR, frames_of, load_module, load_qat_student, resolve
+
+MIN_FLOAT_AGREEMENT = 0.995
+
+
+class ParityError(DistillError, RuntimeError):
+    """The exported model disagrees with PyTorch more than allowed."""
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of rows whose argmax is the same."""
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy (single-label) of logits against integer labels."""
+    if labels.ndim != 1:
+        raise BadValueError(
+            "int8 accuracy is reported for single-label tasks; got multi-label labels"
+        )
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def check_float(path: Path, torch_logits: np.ndarray, onnx_logits: np.ndarray, minimum: float):
+    """Raise ParityError when argmax agreement is below `minimum`; returns the agreement."""
+    agree = agreement(torch_logits, onnx_logits)
+    if agree < minimum:
+        raise ParityError(
+            f"{path}: onnxruntime argmax agrees with PyTorch on {agree:.2%} of the validation "
+            f"clips, below the required {minimum:.2%} (max |logit diff| "
+            f"{np.abs(torch_logits - onnx_logits).max():.3g}); the export is broken"
+        )
+    return agree
+
+
+def export_run(
+    target: str | Path,
+    int8: bool = False,
+    split: str = "val",
+    calib_batches: int = 8,
+    limit_batches: int | None = None,
+    min_agreement: float = MIN_FLOAT_AGREEMENT,
+    out_dir: str | Path | None = None,
+    calibration_method: str = "minmax",
+    sqnr_batches: int = 0,
+    int8_ops: list[str] | str | None = "auto",
+    calib_split: str = "val",
+    data_overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Export the float student (and with int8=True the PTQ int8 student and, after
+    `distill qat`, the QAT float and int8 students) and check them on `split`.
+
+    int8 activation ranges come from the first `calib_batches` batches of `calib_split` by
+    `calibration_method` (minmax | percentile | entropy); `int8_ops` limits quantization to
+    those operator types (None: all; "auto": `quantize_onnx`'s rule); with `sqnr_batches` > 0
+    each int8 file also gets the per-tensor SQNR against its float model on that many batches.
+    `data_overrides` (`data.KEY=VALUE`) check on other data of the same classes, e.g. a
+    larger bank (`data.root=...`)."""
+    if int8 and calib_batches < 1:
+        raise BadValueError(f"calib_batches must be >= 1, given {calib_batches}")
+    if calib_split not in ("train", "val"):
+        raise BadValueError(f"calib_split must be train or val (never test), given {calib_split!r}")
+    checkpoint, run_dir = resolve(target)
+    module = load_module(checkpoint)
+    if data_overrides:
+        module.cfg = with_data_overrides(module.cfg, data_overrides)
+    out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
+    n_features, frames = module.frontend.n_features, frames_of(module)
+    opset = int(module.cfg.export.opset)
+    feats, labels = split_features(module, split, limit_batches)
+    calibration: list[np.ndarray] = []
+    if int8:
+        calibration = (
+            feats[:calib_batches]
+            if calib_split == split
+            else split_features(module, calib_split, calib_batches)[0]
+        )
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "clips": len(labels),
+        "data_root": str(module.cfg.data.root),
+        "calibration_split": calib_split if int8 else None,
+    }
+    models: dict[str, Any] = {"float": module.student}
+    qat = load_qat_student(run_dir)
+    if qat is not None:
+        models["qat_float"] = qat[0]
+    files: dict[str, dict[str, Any]] = {}
+    float_acc = None
+    for name, student in models.items():
+        path = export_float(student, out / f"student_{name}.onnx", n_features, frames, opset)
+        torch_logits = run_torch(student, feats)
+        onnx_logits = run_onnx(path, feats)
+        entry = {
+            "path": str(path),
+            "bytes": path.stat().st_size,
+            "agreement_with_torch": check_float(path, torch_logits, onnx_logits, min_agreement),
+            "max_abs_logit_diff": float(np.abs(torch_logits - onnx_logits).max()),
+        }
+        if module.task == "single_label":
+            entry["accuracy"] = accuracy(onnx_logits, labels)
+            float_acc = entry["accuracy"] if name == "float" else float_acc
+        files[name] = entry
+        if int8:
+            options = {"calibration_method": calibration_method, "op_types": int8_ops}
+            files[_int8_name(name)] = _int8(
+                path, feats, labels, entry, calibration, options, sqnr_batches
+            )
+    report["files"] = files
+    if float_acc is not None:
+        for entry in files.values():
+            if "accuracy" in entry:
+                entry["accuracy_change_vs_float"] = entry["accuracy"] - float_acc
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "export.json", report)
+    return report
+
+
+def with_data_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """The recipe with `data.KEY=VALUE` overrides applied; other keys are refused, since the
+    student, frontend and classes are fixed by the checkpoint."""
+    from distill.config import apply_overrides
+
+    other = [o for o in overrides if not o.startswith("data.")]
+    if other:
+        raise BadValueError(
+            f"export takes data.* overrides only (the model is the checkpoint's); given {other}"
+        )
+    return apply_overrides(cfg, overrides)
+
+
+def _int8_name(float_name: str) -> str:
+    return "int8_ptq" if float_name == "float" else "int8_qat"
+
+
+def _int8(
+    float_path: Path,
+    feats,
+    labels,
+    float_entry: dict,
+    calibration,
+    options: dict,
+    sqnr_batches: int,
+) -> dict[str, Any]:
+    name = _int8_name(float_path.stem.removeprefix("student_"))
+    path = float_path.with_name(f"student_{name}.onnx")
+    excluded = quantize_onnx(float_path, path, calibration, **options)
+    op_types = resolved_op_types(options["op_types"], excluded)
+    float_logits = run_onnx(float_path, feats)
+    logits = run_onnx(path, feats)
+    entry: dict[str, Any] = {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "from": str(float_path),
+        "kept_float": excluded,
+        "calibration_method": options["calibration_method"],
+        "quantized_op_types": op_types or "all",
+        "calibration_clips": sum(len(b) for b in calibration),
+        "agreement_with_float": agreement(float_logits, logits),
+    }
+    if "accuracy" in float_entry:
+        entry["accuracy"] = accuracy(logits, labels)
+        right, float_right = logits.argmax(1) == labels, float_logits.argmax(1) == labels
+        entry["clips_fixed"] = int((right & ~float_right).sum())  # vs its own float model
+        entry["clips_broken"] = int((float_right & ~right).sum())
+    if sqnr_batches > 0:
+        entry["activation_sqnr_db"] = activation_sqnr(float_path, path, feats[:sqnr_batches])
+    return entry
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable summary of `export_run`'s report."""
+    lines = [
+        f"export of {report['checkpoint']} checked on {report['clips']} {report['split']} clips"
+    ]
+    for name, e in report["files"].items():
+        parts = [f"{name:10s} {e['bytes'] / 1024:8.1f} KB"]
+        if "agreement_with_torch" in e:
+            parts.append(f"argmax agreement with torch {e['agreement_with_torch']:.2%}")
+        if "agreement_with_float" in e:
+            parts.append(f"agreement with float ONNX {e['agreement_with_float']:.2%}")
+        if "accuracy" in e:
+            parts.append(f"acc {e['accuracy']:.4f}")
+        if "accuracy_change_vs_float" in e and name != "float":
+            parts.append(f"({100 * e['accuracy_change_vs_float']:+.2f} pts vs float)")
+        if "clips_fixed" in e:
+            parts.append(f"[+{e['clips_fixed']} / -{e['clips_broken']} clips vs its float]")
+        lines.append("  " + "  ".join(parts) + f"  -> {e['path']}")
+        if "activation_sqnr_db" in e:
+            lines.append("    " + format_sqnr(e["activation_sqnr_db"]).replace("\n", "\n    "))
+    return "\n".join(lines)
+
+
+__all__ = ["MIN_FLOAT_AGREEMENT", "ParityError", "agreement", "export_run", "format_report"]

@@ -1,0 +1,28 @@
+"""The expected errors of the framework: bad input named by file, key or value, one line each.
+
+Every error a user can cause (a misspelt recipe key, a value out of range, a missing or unreadable
+file, a stale cache, an unknown student) is a `DistillError`. The command line prints its message
+as one line and exits with status 2; a traceback is printed only with `distill --debug`. Each
+subclass also derives from the built-in exception it refines, so `except ValueError` still works.
+"""
+
+from __future__ import annotations
+
+
+class DistillError(Exception):
+    """An expected error whose message names what is wrong and what was expected."""
+
+
+class BadValueError(DistillError, ValueError):
+    """A value (recipe key, option, argument, data content) that is not what is expected."""
+
+
+class MissingFileError(DistillError, FileNotFoundError):
+    """A file or folder that the command needs does not exist."""
+
+
+class UsageError(DistillError, RuntimeError):
+    """A combination of options or a state of the files that the command cannot work with."""
+
+
+__all__ = ["BadValueError", "DistillError", "MissingFileError", "UsageError"]

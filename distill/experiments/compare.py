@@ -1,0 +1,126 @@
+"""`distill compare`: a grid of students x loss arms x seeds, resumable, summarised in one CSV."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from distill.config import apply_overrides
+from distill.core.losses.arms import Arm
+from distill.errors import BadValueError, MissingFileError
+from distill.report.results import result_row, write_rows
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    """Comma-separated values, refusing an empty list."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise BadValueError(f"--{what} needs at least one value (comma-separated)")
+    return items
+
+
+def run_grid(
+    cfg: DictConfig,
+    student_names: list[str],
+    arms: list[str],
+    seeds: int,
+    out_dir: str | Path,
+    collect_only: bool = False,
+    jobs: int = 1,
+) -> Path:
+    """Run (or skip, when finished) every student x arm x seed; write results.csv; return it.
+
+    With `jobs` > 1 that many runs train side by side in their own processes. With
+    `collect_only`, nothing is trained: the finished runs are tabulated and the missing ones
+    listed (for grids split over several processes, each of which writes its own arms)."""
+    from distill.caches.build import build_caches
+    from distill.experiments.grid import GridRun, train_runs
+
+    if seeds < 1:
+        raise BadValueError(f"--seeds must be at least 1, given {seeds}")
+    if jobs < 1:
+        raise BadValueError(f"--jobs must be at least 1, given {jobs}")
+    out_dir = Path(out_dir)
+    arm_objs = [Arm(a) for a in arms]
+    for arm in arm_objs:
+        arm.overrides(cfg)  # validate every arm before any work starts
+    cells = [
+        (student, arm, seed, out_dir / student / arm.name / f"seed{seed}")
+        for student in student_names
+        for arm in arm_objs
+        for seed in range(seeds)
+    ]
+    pending, missing = [], []
+    for student, arm, seed, run_dir in cells:
+        if (run_dir / "results.json").is_file():
+            print(f"compare: {student} {arm.name} seed {seed}: done, skipped")
+        elif collect_only:
+            missing.append(run_dir)
+        else:
+            if run_dir.exists():
+                print(f"compare: {run_dir} holds an unfinished run: redoing it")
+                shutil.rmtree(run_dir)
+            run_cfg = apply_overrides(
+                cfg,
+                [
+                    f"student.name={student}",
+                    f"trainer.seed={seed}",
+                    f"name={cfg.name}-{student}-{arm.name}-s{seed}",
+                    *arm.overrides(cfg),
+                ],
+            )
+            pending.append(GridRun(f"{student} {arm.name} seed {seed}", run_cfg, run_dir))
+    if pending:
+        # side by side, the feature cache is built once before the runs that read it start
+        build_caches(cfg, teacher=_needs_teacher_cache(cfg, arm_objs), features=jobs > 1)
+        train_runs(pending, jobs)
+    rows = [
+        result_row(student, arm, seed, json.loads((run_dir / "results.json").read_text()))
+        for student, arm, seed, run_dir in cells
+        if run_dir not in missing
+    ]
+    if missing:
+        print(f"compare: {len(missing)} run(s) not finished, left out of the table:")
+        for run_dir in missing:
+            print(f"  {run_dir}")
+    if collect_only and not rows:
+        raise MissingFileError(
+            f"compare --collect-only: no finished run (results.json) under {out_dir} for "
+            f"students {', '.join(student_names)} and arms {', '.join(arms)}"
+        )
+    latency = {
+        s: student_latency(Path(r["run_dir"]) / "student.pt")
+        for s, r in {row["student"]: row for row in rows}.items()
+    }
+    for row in rows:
+        row["latency_ms_b1"] = latency[row["student"]]
+    csv_path = out_dir / "results.csv"
+    write_rows(csv_path, rows)
+    return csv_path
+
+
+def student_latency(student_file: Path, runs: int = 100) -> float:
+    """Median batch-1 latency (ms, onnxruntime, 1 thread) of a saved float student."""
+    import tempfile
+
+    from distill.cost import onnx_latency
+    from distill.data.frontend import Frontend
+    from distill.deploy.onnx_io import export_float
+    from distill.pipeline.artifacts import load_student
+
+    model, info = load_student(student_file)
+    frontend = Frontend(**info["frontend"])
+    frames = frontend.num_frames(int(round(info["clip_seconds"] * frontend.sample_rate)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_float(model, Path(tmp) / "student.onnx", info["n_features"], frames, 17)
+        return onnx_latency(path, (1, info["n_features"], frames), batch=1, runs=runs)
+
+
+def _needs_teacher_cache(cfg: DictConfig, arms: list[Arm]) -> bool:
+    needs_teacher = any(
+        t in ("logit", "temporal", "hint", "at", "shuffled") for a in arms for t in a.tokens
+    )
+    return needs_teacher and cfg.teacher.kind != "none" and bool(cfg.teacher.cache)

@@ -1,0 +1,82 @@
+"""The results table of a grid (results.csv): its columns, rows, reading and summary per cell."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+from distill.core.losses.arms import Arm
+from distill.files import atomic_path
+
+RESULT_COLUMNS = [
+    "student", "arm", "group", "seed", "metric", "test_score", "best_val", "params", "macs",
+    "student_attention_in_span", "student_attention_entropy", "target_attention_in_span",
+    "target_attention_entropy", "latency_ms_b1", "epochs", "wall_seconds", "run_dir",
+]  # fmt: skip
+
+
+def result_row(student: str, arm: Arm, seed: int, results: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row from a run's results.json."""
+    test = results["test"]
+    metric = results["monitor"].split("/", 1)[1]
+    return {
+        "student": student,
+        "arm": arm.name,
+        "group": "control" if arm.is_control else "method",
+        "seed": seed,
+        "metric": metric,
+        "test_score": test.get(f"test/{metric}"),
+        "best_val": results.get("best_val"),
+        "params": results.get("params"),
+        "macs": results.get("macs"),
+        "student_attention_in_span": test.get("test/student_attention_in_span"),
+        "student_attention_entropy": test.get("test/student_attention_entropy"),
+        "target_attention_in_span": test.get("test/target_attention_in_span"),
+        "target_attention_entropy": test.get("test/target_attention_entropy"),
+        "epochs": results.get("epochs"),
+        "wall_seconds": results.get("wall_seconds"),
+        "run_dir": results.get("run_dir"),
+    }
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write results.csv atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a results.csv."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation of the test score per (student, arm), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["student"], row["arm"]), []).append(row)
+    summary = []
+    for (student, arm), items in groups.items():
+        scores = [float(r["test_score"]) for r in items]
+        in_span = [
+            float(r["student_attention_in_span"])
+            for r in items
+            if r.get("student_attention_in_span") not in (None, "")
+        ]
+        summary.append({
+            "student": student,
+            "arm": arm,
+            "group": items[0]["group"],
+            "metric": items[0]["metric"],
+            "n": len(scores),
+            "mean": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "in_span": statistics.fmean(in_span) if in_span else None,
+        })  # fmt: skip
+    return summary
