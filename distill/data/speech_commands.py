@@ -20,16 +20,25 @@ uniformly from [0, 1]; file, start and gain are fixed per (seed, split, item).
 
 from __future__ import annotations
 
-from distill.errors import BadValueError, MissingFileError
-
 import csv
 import math
 import zlib
 from pathlib import Path
+from typing import Any
 
 from distill.data.audio import check_headers, empty_spans, load_audio, make_spans, place
-from distill.data.base import SILENCE, STREAM_CROP, STREAM_SILENCE, UNKNOWN, ClipDataset, Entry, crop_wave, rng_for
+from distill.data.base import (
+    SILENCE,
+    STREAM_CROP,
+    STREAM_SILENCE,
+    UNKNOWN,
+    ClipDataset,
+    Entry,
+    crop_wave,
+    rng_for,
+)
 from distill.data.noise import NoiseBank
+from distill.errors import BadValueError, MissingFileError
 
 CORE_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 V1_WORDS = sorted(
@@ -146,12 +155,25 @@ def list_keywords(
     root: Path, split: str, class_names: list[str], skip_bad_files: bool
 ) -> tuple[list[Entry], list[tuple[str, str]], dict]:
     """Keyword entries of a split (label, events in source seconds, speaker, header info)."""
-    lists = read_split_lists(root)
     manifest = read_manifest(root)
-    index = {w: i for i, w in enumerate(class_names)}
-    unknown = index.get(UNKNOWN)
-    words = bank_words(root)
-    all_files = {f"{w}/{p.name}" for w in words for p in (root / w).glob("*.wav")}
+    chosen, skipped = split_files(root, split, skip_bad_files)
+    infos, bad = check_headers([str(root / rel) for rel in chosen], skip_bad_files)
+    skipped += bad
+    entries = [
+        keyword_entry(root, rel, infos[str(root / rel)], class_names, manifest)
+        for rel in chosen
+        if str(root / rel) in infos
+    ]
+    return entries, skipped, {"manifest": manifest is not None}
+
+
+def split_files(
+    root: Path, split: str, skip_bad_files: bool
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """(word/file.wav paths of `split`, skipped (path, reason)): the split lists decide
+    validation and test, every other file of a word folder is train."""
+    lists = read_split_lists(root)
+    all_files = {f"{w}/{p.name}" for w in bank_words(root) for p in (root / w).glob("*.wav")}
     skipped: list[tuple[str, str]] = []
     for s, listed in lists.items():
         for rel in sorted(listed - all_files):
@@ -170,42 +192,36 @@ def list_keywords(
         )
         if in_split == split:
             chosen.append(rel)
-    infos, bad = check_headers([str(root / rel) for rel in chosen], skip_bad_files)
-    skipped += bad
-    entries = []
-    for rel in chosen:
-        info = infos.get(str(root / rel))
-        if info is None:
-            continue
-        word = rel.split("/")[0]
-        if word in index:
-            label = index[word]
-        elif unknown is not None:
-            label = unknown
-        else:
-            raise BadValueError(
-                f"word '{word}' of {root / rel} is not among the classes {class_names} and "
-                "there is no _unknown_ class; add '_unknown_' to data.classes"
-            )
-        if manifest is not None:
-            row = manifest.get(rel)
-            if row is None:
-                raise BadValueError(f"{rel} has no row in {root / 'manifest.csv'}")
-            events = [(float(row["onset"]), float(row["offset"]))]
-            speaker = row.get("speaker") or rel.split("/")[1].split("_nohash_")[0]
-        else:
-            events = [(0.0, info.seconds)]
-            speaker = rel.split("/")[1].split("_nohash_")[0]
-        entries.append(
-            Entry(
-                str(root / rel),
-                label,
-                rel,
-                events,
-                {"speaker": speaker, "word": word, "info": info},
-            )
+    return chosen, skipped
+
+
+def keyword_entry(
+    root: Path, rel: str, info: Any, class_names: list[str], manifest: dict | None
+) -> Entry:
+    """The entry of one keyword file: its label (or _unknown_), span and speaker."""
+    index = {w: i for i, w in enumerate(class_names)}
+    word = rel.split("/")[0]
+    if word in index:
+        label = index[word]
+    elif UNKNOWN in index:
+        label = index[UNKNOWN]
+    else:
+        raise BadValueError(
+            f"word '{word}' of {root / rel} is not among the classes {class_names} and "
+            "there is no _unknown_ class; add '_unknown_' to data.classes"
         )
-    return entries, skipped, {"manifest": manifest is not None}
+    if manifest is not None:
+        row = manifest.get(rel)
+        if row is None:
+            raise BadValueError(f"{rel} has no row in {root / 'manifest.csv'}")
+        events = [(float(row["onset"]), float(row["offset"]))]
+        speaker = row.get("speaker") or rel.split("/")[1].split("_nohash_")[0]
+    else:
+        events = [(0.0, info.seconds)]
+        speaker = rel.split("/")[1].split("_nohash_")[0]
+    return Entry(
+        str(root / rel), label, rel, events, {"speaker": speaker, "word": word, "info": info}
+    )
 
 
 def subsample_unknown(entries: list[Entry], class_names: list[str], ratio: float) -> list[Entry]:

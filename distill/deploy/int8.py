@@ -78,6 +78,29 @@ class _Reader:
         return next(self._it, None)
 
 
+def ort_options(quant_format: str, weight_type: str, calibration_method: str) -> tuple:
+    """onnxruntime's (QuantFormat, QuantType, CalibrationMethod) for the option names."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+    weights = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    if quant_format not in formats or weight_type not in weights:
+        raise BadValueError(
+            f"quant_format must be one of {sorted(formats)} and weight_type one of "
+            f"{sorted(weights)}; given {quant_format!r}, {weight_type!r}"
+        )
+    if calibration_method not in methods:
+        raise BadValueError(
+            f"calibration_method must be one of {sorted(methods)}; given {calibration_method!r}"
+        )
+    return formats[quant_format], weights[weight_type], methods[calibration_method]
+
+
 def quantize_onnx(
     float_path: str | Path,
     int8_path: str | Path,
@@ -100,33 +123,14 @@ def quantize_onnx(
     alternatives (`benchmarks/quant_latency.py --options`). `op_types="auto"` quantizes
     everything when every conv is int8, and only Conv/Gemm/MatMul when some convs stay float:
     element-wise ops between float convs gain no integer kernel, only Q/DQ time and rounding."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not calibration:
         raise BadValueError("quantize_onnx needs at least one calibration batch")
-    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
-    weights = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
-    if quant_format not in formats or weight_type not in weights:
-        raise BadValueError(
-            f"quant_format must be one of {sorted(formats)} and weight_type one of "
-            f"{sorted(weights)}; given {quant_format!r}, {weight_type!r}"
-        )
-    if calibration_method not in methods:
-        raise BadValueError(
-            f"calibration_method must be one of {sorted(methods)}; given {calibration_method!r}"
-        )
+    quant_format, weight_type, calibration_method = ort_options(
+        quant_format, weight_type, calibration_method
+    )
     int8_path = Path(int8_path)
     pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
     quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=False)
@@ -141,13 +145,13 @@ def quantize_onnx(
             str(pre),
             str(int8_path),
             reader,
-            quant_format=formats[quant_format],
+            quant_format=quant_format,
             per_channel=per_channel,
             reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
-            weight_type=weights[weight_type],
+            weight_type=weight_type,
             nodes_to_exclude=excluded,
-            calibrate_method=methods[calibration_method],
+            calibrate_method=calibration_method,
             op_types_to_quantize=op_types,
         )
     finally:

@@ -66,7 +66,6 @@ def activation_sqnr(
     the memory of the extra outputs. Both graphs run unoptimised (Q/DQ as separate ops), which
     keeps every tensor name and matches the fused integer kernels up to float rounding."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not batches:
@@ -90,6 +89,30 @@ def activation_sqnr(
             f"{int8_path}: output {int8_model.graph.output[0].name!r} is not the float model's "
             f"{logits!r}; was it quantized from {float_path}?"
         )
+    signal, noise = _error_energies(
+        float_model, int8_model, pairs, logits, batches, input_name, chunk
+    )
+    rows = [
+        {"tensor": f, "op": producers[f], "sqnr_db": sqnr_db(signal[f], noise[f])} for f, _ in pairs
+    ]
+    rows.append(
+        {"tensor": logits, "op": "logits", "sqnr_db": sqnr_db(signal[logits], noise[logits])}
+    )
+    return rows
+
+
+def _error_energies(
+    float_model: Any,
+    int8_model: Any,
+    pairs: list[tuple[str, str]],
+    logits: str,
+    batches: list[np.ndarray],
+    input_name: str,
+    chunk: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(signal energy, error energy) per float tensor name over the batches."""
+    import onnxruntime as ort
+
     float_names = [f for f, _ in pairs if f != input_name] + [logits]
     int8_names = [q for _, q in pairs] + [logits]
     options = ort.SessionOptions()
@@ -115,13 +138,7 @@ def activation_sqnr(
                 ref = fvals[f].astype(np.float64)
                 signal[f] += float(np.square(ref).sum())
                 noise[f] += float(np.square(ref - qvals[q]).sum())
-    rows = [
-        {"tensor": f, "op": producers[f], "sqnr_db": sqnr_db(signal[f], noise[f])} for f, _ in pairs
-    ]
-    rows.append(
-        {"tensor": logits, "op": "logits", "sqnr_db": sqnr_db(signal[logits], noise[logits])}
-    )
-    return rows
+    return signal, noise
 
 
 def format_sqnr(rows: list[dict[str, Any]], worst: int = 5) -> str:

@@ -36,11 +36,7 @@ def _banner(step: int, total: int, text: str) -> float:
 
 def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
     """Synthesise data, train the teacher, cache it, compare students and losses; return paths."""
-    from distill.data.speech_commands import CORE_WORDS
-    from distill.data.synth.kws import synth_kws
-    from distill.data.synth.words import SPEECH_COMMANDS_V2
     from distill.experiments.compare import run_grid
-    from distill.pipeline.teach import teach
     from distill.report.build import write_report
 
     overrides = list(overrides or [])
@@ -56,30 +52,11 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
     total = 5
     root = Path(student_cfg.data.root)
     t = _banner(1, total, f"synthesise the noisy keyword bank in {root}")
-    if (root / "dataset.json").is_file():
-        print(f"{root} exists: reusing it")
-    else:
-        synth_kws(
-            root,
-            words=list(CORE_WORDS),
-            unknown_words=[w for w in SPEECH_COMMANDS_V2 if w not in CORE_WORDS],
-            per_word=options.per_word,
-            per_unknown=options.per_unknown,
-            speakers=options.speakers,
-            workers=options.workers,
-        )
+    synthesise_bank(root, options)
     print(f"({time.time() - t:.0f} s)")
 
     t = _banner(2, total, f"train the teacher into {teacher_cfg.teacher.path}")
-    for stage in stages:
-        stage_results = Path(stage.teacher.path) / "results.json"
-        if stage_results.is_file():
-            print(f"{stage_results} exists: reusing that trained teacher")
-            teacher = json.loads(stage_results.read_text())
-        else:
-            print(f"-- {stage.name}: {stage.description}", flush=True)
-            teacher = teach(stage)
-        print(f"{stage.name} test: {teacher['test']} ({time.time() - t:.0f} s)")
+    train_teacher(stages, t)
 
     t = _banner(3, total, "cache the teacher and distil the students")
     out = Path(student_cfg.run_dir) / "compare"
@@ -109,6 +86,41 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict:
         "minutes": minutes,
         "deployed": deploy["run_dir"],
     }
+
+
+def synthesise_bank(root: Path, options: DemoOptions) -> None:
+    """The demo's noisy keyword bank in `root` (reused when its dataset.json exists)."""
+    from distill.data.speech_commands import CORE_WORDS
+    from distill.data.synth.kws import synth_kws
+    from distill.data.synth.words import SPEECH_COMMANDS_V2
+
+    if (root / "dataset.json").is_file():
+        print(f"{root} exists: reusing it")
+    else:
+        synth_kws(
+            root,
+            words=list(CORE_WORDS),
+            unknown_words=[w for w in SPEECH_COMMANDS_V2 if w not in CORE_WORDS],
+            per_word=options.per_word,
+            per_unknown=options.per_unknown,
+            speakers=options.speakers,
+            workers=options.workers,
+        )
+
+
+def train_teacher(stages: list, start: float) -> None:
+    """Train the teacher recipes in order (a stage whose results.json exists is reused)."""
+    from distill.pipeline.teach import teach
+
+    for stage in stages:
+        stage_results = Path(stage.teacher.path) / "results.json"
+        if stage_results.is_file():
+            print(f"{stage_results} exists: reusing that trained teacher")
+            teacher = json.loads(stage_results.read_text())
+        else:
+            print(f"-- {stage.name}: {stage.description}", flush=True)
+            teacher = teach(stage)
+        print(f"{stage.name} test: {teacher['test']} ({time.time() - start:.0f} s)")
 
 
 def deploy_best(csv_path: Path, qat_epochs: int) -> dict:

@@ -61,7 +61,7 @@ def _number(value: Any) -> float | None:
     return None if value in (None, "") else float(value)
 
 
-def load_teacher(cfg: DictConfig, metric: str) -> tuple[dict[str, Any] | None, str]:
+def teacher_results(cfg: DictConfig, metric: str) -> tuple[dict[str, Any] | None, str]:
     """(teacher facts or None, a sentence on where they came from or why they are missing)."""
     if cfg.teacher.kind == "none" or not cfg.teacher.path:
         return None, "No teacher in this recipe (teacher.kind none)."
@@ -311,7 +311,7 @@ def write_report(cfg: DictConfig, out_dir: str | Path, csv_path: str | Path) -> 
     if len(metrics) != 1:
         raise BadValueError(f"{csv_path}: runs mix metrics {metrics}; one report needs one metric")
     summary = summary_stats(rows)
-    teacher, teacher_note = load_teacher(cfg, metrics[0])
+    teacher, teacher_note = teacher_results(cfg, metrics[0])
     write_text(out_dir / "summary.md", summary_markdown(summary, teacher))
     figures, notes = make_plots(rows, summary, teacher, out_dir)
     methods, controls = summary_cells(summary)

@@ -212,6 +212,14 @@ def plot_pareto(
     ax.set_ylabel(f"test {metric} (%)")
     ax.grid(alpha=0.3, which="both")
 
+    handles = _pareto_legend(students, arms, any(p["group"] == "control" for p in points))
+    fig.legend(handles=handles, fontsize=8, loc="outside right upper")
+    return _save(fig, path)
+
+
+def _pareto_legend(students: list[str], arms: list[str], with_controls: bool) -> list[Line2D]:
+    """Legend handles of the Pareto plot: a marker per student, a colour per arm."""
+
     def key(label: str, **style: Any) -> Line2D:
         return Line2D([], [], label=label, **style)
 
@@ -223,13 +231,12 @@ def plot_pareto(
         key(a, marker="s", color=ARM_COLOURS[i % len(ARM_COLOURS)], linestyle="")
         for i, a in enumerate(arms)
     ]
-    if any(p["group"] == "control" for p in points):
+    if with_controls:
         handles.append(
             key("control (hollow)", marker="o", color="0.3", markerfacecolor="white", linestyle="")
         )
     handles.append(key("Pareto front (methods, teacher)", color="0.5", linestyle="--"))
-    fig.legend(handles=handles, fontsize=8, loc="outside right upper")
-    return _save(fig, path)
+    return handles
 
 
 def clip_title(samples: dict[str, np.ndarray], k: int) -> str:
