@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from distill.commands import add_recipe_arguments
 from distill.config import available_recipes, load_recipe, recipe_description, to_yaml
 
 
@@ -28,6 +29,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("recipes", help="list the recipes with their descriptions")
     p.set_defaults(func=_list)
     p = subparsers.add_parser("show", help="print a recipe fully resolved, after overrides")
-    p.add_argument("recipe", help="recipe name (see `distill recipes`) or path to a .yaml file")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_epochs=3")
+    add_recipe_arguments(p)
     p.set_defaults(func=_show)
