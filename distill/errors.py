@@ -8,6 +8,8 @@ subclass also derives from the built-in exception it refines, so `except ValueEr
 
 from __future__ import annotations
 
+import pickle
+
 
 class DistillError(Exception):
     """An expected error whose message names what is wrong and what was expected."""
@@ -25,4 +27,15 @@ class UsageError(DistillError, RuntimeError):
     """A combination of options or a state of the files that the command cannot work with."""
 
 
-__all__ = ["BadValueError", "DistillError", "MissingFileError", "UsageError"]
+class UnsafeArtifactError(DistillError, pickle.UnpicklingError):
+    """A checkpoint or student file that could run code when loaded (a pickle holding more than
+    tensors and plain data, or a student in the old pickled format): refused, never unpickled."""
+
+
+__all__ = [
+    "BadValueError",
+    "DistillError",
+    "MissingFileError",
+    "UnsafeArtifactError",
+    "UsageError",
+]

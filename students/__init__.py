@@ -1,8 +1,10 @@
 """Compact students: features (B, F, T) in, logits (B, num_classes) out.
 
 `create(name, num_classes=..., n_features=...)` builds a registered student or any importable
-class given by dotted path; `spec(name)` tells its default time tap; `FeatureTap` reads the
-tapped time features (B, T', C) with a removable forward hook.
+class given by dotted path (`create(name, pretrained=...)` loads a saved one); `spec(name)` tells
+its default time tap; `FeatureTap` reads the tapped time features (B, T', C) with a removable
+forward hook; `save_pretrained(model, dir)` / `from_pretrained(dir_or_hub_id)` write and read
+students as hub-style folders (model.safetensors + config.json + README.md).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from distill.students import (  # noqa: F401  (imported to register the built-in
     tc_resnet,
     timm_cnn,
 )
+from distill.students.hub import create, from_pretrained, save_pretrained
 from distill.students.profile import count_macs, count_params
 from distill.students.registry import (
     StudentSpec,
     UnknownStudentError,
     available,
-    create,
+    created_with,
     register_student,
     spec,
 )
@@ -36,7 +39,10 @@ __all__ = [
     "count_macs",
     "count_params",
     "create",
+    "created_with",
+    "from_pretrained",
     "register_student",
+    "save_pretrained",
     "spec",
     "to_time_features",
 ]

@@ -6,12 +6,16 @@ Follows Qualcomm-AI-research/bcresnet `bcresnet.py`: base width c = int(8 tau), 
 depthwise 5x5 -> 1x1 -> BN -> ReLU -> pool -> 1x1 classifier. Input (B, F, T) log-mels become
 (B, 1, F, T). The frequency sizes after the head and each stride must be divisible by the
 5 SubSpectralNorm sub-bands, which holds for F = 40 (20, 10, 5).
+`causal=True` pads the time axis of the head, the temporal depthwise convs and the classifier's
+depthwise conv on the left only (`CausalConv2d`), so the model streams statefully and exactly
+(distill.deploy.stateful); every other layer already works frame by frame.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from distill.students.causal import CausalConv2d
 from distill.students.registry import register_student
 from distill.students.subspectral_norm import SubSpectralNorm
 from torch import nn
@@ -23,7 +27,14 @@ class BCResBlock(nn.Module):
     """y = ReLU(f1(avgpool_F(f2(x))) + f2(x) [+ x unless the width changes])."""
 
     def __init__(
-        self, c_in: int, c_out: int, freq_stride: int, dilation: int, sub_bands: int, dropout: float
+        self,
+        c_in: int,
+        c_out: int,
+        freq_stride: int,
+        dilation: int,
+        sub_bands: int,
+        dropout: float,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.transition = c_in != c_out
@@ -35,8 +46,12 @@ class BCResBlock(nn.Module):
             SubSpectralNorm(c_out, sub_bands),
         ]
         self.f2 = nn.Sequential(*f2)
-        self.f1 = nn.Sequential(
-            nn.Conv2d(
+        if causal:
+            temporal: nn.Conv2d = CausalConv2d(
+                c_out, c_out, (1, 3), dilation=(1, dilation), groups=c_out, bias=False
+            )
+        else:
+            temporal = nn.Conv2d(
                 c_out,
                 c_out,
                 (1, 3),
@@ -44,7 +59,9 @@ class BCResBlock(nn.Module):
                 dilation=(1, dilation),
                 groups=c_out,
                 bias=False,
-            ),
+            )
+        self.f1 = nn.Sequential(
+            temporal,
             nn.BatchNorm2d(c_out),
             nn.SiLU(),
             nn.Conv2d(c_out, c_out, 1, bias=False),
@@ -71,6 +88,7 @@ class BCResNet(nn.Module):
         dropout: float = 0.1,
         blocks: tuple[int, ...] = (2, 2, 4, 4),
         stride_stages: tuple[int, ...] = (1, 2),
+        causal: bool = False,
     ) -> None:
         super().__init__()
         base = int(8 * tau)
@@ -92,20 +110,26 @@ class BCResNet(nn.Module):
                 f"stage; need a multiple of {sub_bands} and at least 5 (use a multiple of 40)"
             )
         self.num_features = c[-1]
-        self.head = nn.Sequential(
-            nn.Conv2d(1, c[0], 5, (2, 1), 2, bias=False), nn.BatchNorm2d(c[0]), nn.ReLU()
-        )
+        if causal:
+            head: nn.Conv2d = CausalConv2d(1, c[0], 5, (2, 1), freq_padding=2, bias=False)
+            neck: nn.Conv2d = CausalConv2d(c[-2], c[-2], 5, groups=c[-2], bias=False)
+        else:
+            head = nn.Conv2d(1, c[0], 5, (2, 1), 2, bias=False)
+            neck = nn.Conv2d(c[-2], c[-2], 5, padding=(0, 2), groups=c[-2], bias=False)
+        self.head = nn.Sequential(head, nn.BatchNorm2d(c[0]), nn.ReLU())
         stages = []
         for idx, n in enumerate(blocks):
             layers = []
             for j in range(n):
                 stride = 2 if (idx in stride_stages and j == 0) else 1
                 c_in = c[idx] if j == 0 else c[idx + 1]
-                layers.append(BCResBlock(c_in, c[idx + 1], stride, 2**idx, sub_bands, dropout))
+                layers.append(
+                    BCResBlock(c_in, c[idx + 1], stride, 2**idx, sub_bands, dropout, causal)
+                )
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
         self.neck = nn.Sequential(
-            nn.Conv2d(c[-2], c[-2], 5, padding=(0, 2), groups=c[-2], bias=False),
+            neck,
             nn.Conv2d(c[-2], c[-1], 1, bias=False),
             nn.BatchNorm2d(c[-1]),
             nn.ReLU(),

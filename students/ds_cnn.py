@@ -6,11 +6,14 @@ layers (3x3 depthwise + 1x1 pointwise), each conv with bias and followed by BN +
 average pooling and an FC. TF "SAME" padding is reproduced by padding k-1 zeros per axis,
 the extra one at the end, which gives ceil(n / stride) outputs like TF.
 Input (B, F, T) becomes (B, 1, F, T); the paper input is 10 MFCC x 49 frames (40/20 ms).
+`causal=True` pads time on the left only (k_t - 1 zeros, `CausalConv2d`; frequency keeps SAME
+padding), so the model streams statefully and exactly (distill.deploy.stateful).
 """
 
 from __future__ import annotations
 
 import torch
+from distill.students.causal import CausalConv2d
 from distill.students.registry import register_student
 from torch import nn
 
@@ -24,18 +27,35 @@ DS_CNN_CONFIGS: dict[str, list[tuple[int, int, int, int, int]]] = {
 }
 
 
-def _same_pad(kernel_t: int, kernel_f: int) -> nn.ZeroPad2d:
-    """TF-style SAME padding for a (F, T) map: (left, right, top, bottom)."""
-    return nn.ZeroPad2d(((kernel_t - 1) // 2, kernel_t // 2, (kernel_f - 1) // 2, kernel_f // 2))
+def _same_pad(kernel_t: int, kernel_f: int, causal: bool = False) -> nn.ZeroPad2d:
+    """TF-style SAME padding for a (F, T) map: (left, right, top, bottom); frequency only when
+    `causal` (the conv then pads time on the left)."""
+    left, right = (0, 0) if causal else ((kernel_t - 1) // 2, kernel_t // 2)
+    return nn.ZeroPad2d((left, right, (kernel_f - 1) // 2, kernel_f // 2))
+
+
+def _conv(
+    c_in: int,
+    c_out: int,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    groups: int,
+    causal: bool,
+) -> nn.Conv2d:
+    if causal:
+        return CausalConv2d(c_in, c_out, kernel, stride, groups=groups)
+    return nn.Conv2d(c_in, c_out, kernel, stride, groups=groups)
 
 
 class DSBlock(nn.Module):
     """Depthwise conv -> BN -> ReLU -> pointwise conv -> BN -> ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, kt: int, kf: int, st: int, sf: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kt: int, kf: int, st: int, sf: int, causal: bool = False
+    ) -> None:
         super().__init__()
-        self.pad = _same_pad(kt, kf)
-        self.dw = nn.Conv2d(c_in, c_in, (kf, kt), (sf, st), groups=c_in)
+        self.pad = _same_pad(kt, kf, causal)
+        self.dw = _conv(c_in, c_in, (kf, kt), (sf, st), c_in, causal)
         self.dw_bn = nn.BatchNorm2d(c_in)
         self.pw = nn.Conv2d(c_in, c_out, 1)
         self.pw_bn = nn.BatchNorm2d(c_out)
@@ -55,6 +75,7 @@ class DSCNN(nn.Module):
         n_features: int = 10,
         size: str = "s",
         dropout: float = 0.0,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if size not in DS_CNN_CONFIGS:
@@ -62,14 +83,14 @@ class DSCNN(nn.Module):
         layers = DS_CNN_CONFIGS[size]
         c0, kt, kf, st, sf = layers[0]
         self.stem = nn.Sequential(
-            _same_pad(kt, kf),
-            nn.Conv2d(1, c0, (kf, kt), (sf, st)),
+            _same_pad(kt, kf, causal),
+            _conv(1, c0, (kf, kt), (sf, st), 1, causal),
             nn.BatchNorm2d(c0),
             nn.ReLU(),
         )
         blocks, c_in = [], c0
         for c_out, kt, kf, st, sf in layers[1:]:
-            blocks.append(DSBlock(c_in, c_out, kt, kf, st, sf))
+            blocks.append(DSBlock(c_in, c_out, kt, kf, st, sf, causal))
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.num_features = c_in

@@ -121,13 +121,41 @@ def spec(name: str) -> StudentSpec:
     return StudentSpec(name=name, factory=_import_path(name))
 
 
-def create(name: str, num_classes: int, n_features: int = 40, **kwargs: object) -> nn.Module:
-    """Build student `name` (registered name, alias or dotted import path)."""
+# attribute under which `create` records how a student was built (see `created_with`)
+CONFIG_ATTR = "_distill_student"
+
+
+def dotted_name(factory: StudentFactory) -> str:
+    """The import path `module.QualName` of a class or function (how `spec` finds it again)."""
+    return f"{factory.__module__}.{factory.__qualname__}"
+
+
+def create(
+    name: str | StudentFactory, num_classes: int, n_features: int = 40, **kwargs: object
+) -> nn.Module:
+    """Build student `name` (registered name, alias, dotted import path, or the class itself,
+    called as `cls(num_classes=..., n_features=..., **kwargs)`). The model remembers how it was
+    built (`created_with`), so that `students.save_pretrained` can rebuild it."""
     if not isinstance(num_classes, int) or num_classes < 1:
         raise BadValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if not isinstance(n_features, int) or n_features < 1:
         raise BadValueError(f"n_features must be a positive int, got {n_features!r}")
-    model = spec(name).factory(num_classes=num_classes, n_features=n_features, **kwargs)
+    if isinstance(name, str):
+        factory = spec(name).factory
+        recorded = _canonical(name) or name
+    elif callable(name):
+        factory, recorded = name, dotted_name(name)
+    else:
+        raise UnknownStudentError(f"student must be a name or a class, got {type(name).__name__}")
+    model = factory(num_classes=num_classes, n_features=n_features, **kwargs)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"student {name!r} returned {type(model).__name__}, not an nn.Module")
+        raise TypeError(f"student {recorded!r} returned {type(model).__name__}, not an nn.Module")
+    config = {"name": recorded, "num_classes": num_classes, "n_features": n_features}
+    object.__setattr__(model, CONFIG_ATTR, {**config, "kwargs": dict(kwargs)})
     return model
+
+
+def created_with(model: nn.Module) -> dict | None:
+    """How `create` built `model` (name, num_classes, n_features, kwargs), or None."""
+    config = getattr(model, CONFIG_ATTR, None)
+    return None if config is None else {**config, "kwargs": dict(config["kwargs"])}

@@ -8,11 +8,14 @@ int8 toolchain (Conv2d/Linear only) quantizes them. BatchNorm uses epsilon 1e-3 
 but PyTorch's momentum 0.1: the original's decay 0.997 (momentum 0.003) suits its 30k steps, and
 over the few hundred steps of a short run leaves the running statistics near their initial
 values, so evaluation fails (`bn_momentum=0.003` restores it).
+`causal=True` pads every temporal conv on the left only (`CausalConv2d`), so the model streams
+statefully and exactly (distill.deploy.stateful); the default is the original SAME padding.
 """
 
 from __future__ import annotations
 
 import torch
+from distill.students.causal import CausalConv2d
 from distill.students.registry import register_student
 from torch import nn
 
@@ -23,22 +26,25 @@ TC_RESNET14_CHANNELS = (16, 24, 24, 32, 32, 48, 48)
 
 
 class _ConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, bn: dict) -> None:
-        super().__init__(
-            nn.Conv2d(c_in, c_out, (1, k), (1, stride), (0, k // 2), bias=False),
-            nn.BatchNorm2d(c_out, **bn),
-        )
+    def __init__(
+        self, c_in: int, c_out: int, k: int, stride: int, bn: dict, causal: bool = False
+    ) -> None:
+        if causal:
+            conv: nn.Conv2d = CausalConv2d(c_in, c_out, (1, k), (1, stride), bias=False)
+        else:
+            conv = nn.Conv2d(c_in, c_out, (1, k), (1, stride), (0, k // 2), bias=False)
+        super().__init__(conv, nn.BatchNorm2d(c_out, **bn))
 
 
 class TCResBlock(nn.Module):
     """conv 9x1 (stride s) -> BN -> ReLU -> conv 9x1 -> BN, + shortcut, ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, bn: dict) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, bn: dict, causal: bool = False) -> None:
         super().__init__()
         stride = 1 if c_in == c_out else 2
-        self.conv1 = _ConvBN(c_in, c_out, kernel, stride, bn)
+        self.conv1 = _ConvBN(c_in, c_out, kernel, stride, bn, causal)
         self.act1 = nn.ReLU()
-        self.conv2 = _ConvBN(c_out, c_out, kernel, 1, bn)
+        self.conv2 = _ConvBN(c_out, c_out, kernel, 1, bn, causal)
         if c_in == c_out:
             self.shortcut: nn.Module = nn.Identity()
         else:
@@ -62,6 +68,7 @@ class TCResNet(nn.Module):
         dropout: float = 0.5,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-3,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if len(channels) < 2:
@@ -69,9 +76,9 @@ class TCResNet(nn.Module):
         widths = [int(c * width_multiplier) for c in channels]
         bn = {"momentum": bn_momentum, "eps": bn_eps}
         self.num_features = widths[-1]
-        self.conv0 = nn.Sequential(_ConvBN(n_features, widths[0], 3, 1, bn), nn.ReLU())
+        self.conv0 = nn.Sequential(_ConvBN(n_features, widths[0], 3, 1, bn, causal), nn.ReLU())
         self.blocks = nn.Sequential(
-            *[TCResBlock(a, b, kernel_size, bn) for a, b in zip(widths[:-1], widths[1:])]
+            *[TCResBlock(a, b, kernel_size, bn, causal) for a, b in zip(widths[:-1], widths[1:])]
         )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(widths[-1], num_classes, bias=False)

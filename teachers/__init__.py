@@ -1,6 +1,8 @@
 """Attention teachers: in-house spectrogram transformer, Hugging Face audio models, timm ViTs.
 
-`create(kind, **kwargs)` builds one; `load_teacher(path)` rebuilds a saved one. Saved forms:
+`create(kind, **kwargs)` builds one; `load_teacher(path)` rebuilds a saved one. Kinds are
+registered with `@register_teacher(kind, ...)` beside each class (`available()` lists them); a
+custom `Teacher` subclass is named by its dotted path. Saved forms:
 - inhouse / timm: our `config.json` (`{"teacher_kind": ..., "config": {...}}`) and
   `model.safetensors`, written by `teacher.save_pretrained(dir)`.
 - hf: a Hugging Face `save_pretrained` directory (config.json with `model_type`, weights,
@@ -14,21 +16,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from distill.teachers import (  # noqa: F401  (imported to register the built-in kinds)
+    hf,
+    spectrogram_transformer,
+    timm_vit,
+)
 from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.registry import (
+    TeacherSpec,
+    available,
+    kind_of_saved,
+    register_teacher,
+    spec,
+)
 from distill.teachers.rollout import attention_rollout, query_row
 
 from distill.errors import BadValueError, MissingFileError
 
-KINDS = ("inhouse", "hf", "timm")
-
 __all__ = [
-    "KINDS",
     "Teacher",
     "TeacherOutput",
+    "TeacherSpec",
     "attention_rollout",
+    "available",
     "create",
     "load_teacher",
     "query_row",
+    "register_teacher",
+    "spec",
 ]
 
 
@@ -41,49 +56,35 @@ def _class_names(kwargs: dict) -> dict:
 
 
 def create(kind: str, **kwargs) -> Teacher:
-    """A teacher of `kind`.
+    """A teacher of `kind` (a registered kind or a Teacher class's dotted path).
 
+    With `path`: the teacher saved there (Hugging Face-format kinds also take load options such
+    as pooling, feature_extractor, class_names and rollout options; saved-folder kinds take
+    none). Without: a new one from `class_names` (or `num_classes`) and the class's options:
     - "inhouse": `preset` (tiny | small | base, default base) plus SpectrogramTransformerConfig
-      fields (class_names or num_classes, width, depth, heads, patch_time, frontend, ...); or
-      `path` of a saved in-house teacher.
-    - "hf": `path` (local directory or cached hub id), optional `pooling`, `feature_extractor`,
-      rollout options (head_fusion, layers, query, residual).
-    - "timm": TimmViTConfig fields (class_names or num_classes, model_name, patch_size, seconds,
-      model_kwargs, pretrained_file, frontend, rollout options); or `path` of a saved one.
+      fields (width, depth, heads, patch_time, frontend, ...).
+    - "timm": TimmViTConfig fields (model_name, patch_size, seconds, model_kwargs,
+      pretrained_file, frontend, rollout options).
+    - "hf": always needs `path` (a local directory or a cached hub id).
     """
-    if kind == "inhouse":
-        from distill.teachers.spectrogram_transformer import SpectrogramTransformerTeacher
-
-        if "path" in kwargs:
-            return _from_path(SpectrogramTransformerTeacher, kwargs)
-        return SpectrogramTransformerTeacher.from_preset(
-            kwargs.pop("preset", "base"), **_class_names(kwargs)
-        )
-    if kind == "hf":
-        from distill.teachers.hf import HFTeacher
-
-        if "path" not in kwargs:
+    s = spec(kind)
+    if "path" in kwargs:
+        path = kwargs.pop("path")
+        if kwargs and not s.hf_format:
             raise BadValueError(
-                "teacher kind 'hf' needs path= (a local directory or a cached hub id)"
+                f"a saved teacher ({path}) takes no other arguments, got {sorted(kwargs)}; "
+                "change rollout options through the loaded teacher's attributes"
             )
-        return HFTeacher.from_pretrained(kwargs.pop("path"), **kwargs)
-    if kind == "timm":
-        from distill.teachers.timm_vit import TimmViTConfig, TimmViTTeacher
-
-        if "path" in kwargs:
-            return _from_path(TimmViTTeacher, kwargs)
-        return TimmViTTeacher(TimmViTConfig.from_dict(_class_names(kwargs)))
-    raise BadValueError(f"unknown teacher kind {kind!r}; valid kinds: {list(KINDS)}")
-
-
-def _from_path(cls, kwargs: dict) -> Teacher:
-    path = kwargs.pop("path")
-    if kwargs:
+        return s.cls.from_pretrained(path, **kwargs)
+    if not s.from_scratch:
+        raise BadValueError(f"teacher kind {kind!r} needs path= ({s.where})")
+    kwargs = _class_names(kwargs)
+    if "class_names" not in kwargs:
         raise BadValueError(
-            f"a saved teacher ({path}) takes no other arguments, got {sorted(kwargs)}; "
-            "change rollout options through the loaded teacher's attributes"
+            f"teacher kind {kind!r}: give class_names or num_classes for a new teacher, or "
+            f"path= ({s.where})"
         )
-    return cls.from_pretrained(path)
+    return s.cls.build(**kwargs)
 
 
 def load_teacher(path: str | Path, **hf_options) -> Teacher:
@@ -92,17 +93,10 @@ def load_teacher(path: str | Path, **hf_options) -> Teacher:
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise MissingFileError(f"{cfg_path} not found: {path} is not a saved teacher directory")
-    meta = json.loads(cfg_path.read_text())
-    kind = meta.get("teacher_kind")
-    if kind is None and "model_type" in meta:
-        kind = "hf"
-    if kind not in KINDS:
+    kind = kind_of_saved(json.loads(cfg_path.read_text()), str(cfg_path))
+    if hf_options and not spec(kind).hf_format:
         raise BadValueError(
-            f"{cfg_path}: cannot tell the teacher kind (teacher_kind {kind!r}, no model_type); "
-            f"valid kinds: {list(KINDS)}"
-        )
-    if kind != "hf" and hf_options:
-        raise BadValueError(
-            f"options {sorted(hf_options)} apply only to hf teachers, {path} is {kind}"
+            f"options {sorted(hf_options)} apply only to Hugging Face-format teachers, {path} "
+            f"is {kind}"
         )
     return create(kind, path=str(path), **hf_options)

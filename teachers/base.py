@@ -5,12 +5,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from distill.teachers.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, query_row
 from torch import nn
 
-from distill.errors import BadValueError
+from distill.errors import BadValueError, UsageError
 
 
 @dataclass
@@ -18,13 +20,14 @@ class TeacherOutput:
     """What a teacher gives the distillation losses for one batch.
 
     logits: (B, K). attention: (B, T_t), a distribution over time positions (rows sum to 1).
-    spans: (T_t, 2), start and end seconds of each time position. hidden: (B, T_t, D) last
-    hidden states at the same time positions (mean over frequency patches), or None.
+    spans: (T_t, 2), start and end seconds of each time position (None for outputs read back
+    from a teacher cache, which keeps no spans). hidden: (B, T_t, D) last hidden states at the
+    same time positions (mean over frequency patches), or None.
     """
 
     logits: torch.Tensor
     attention: torch.Tensor
-    spans: torch.Tensor
+    spans: torch.Tensor | None = None
     hidden: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -33,7 +36,7 @@ class TeacherOutput:
                 f"TeacherOutput needs logits (B, K) and attention (B, T_t), got "
                 f"{tuple(self.logits.shape)} and {tuple(self.attention.shape)}"
             )
-        if self.spans.shape != (self.attention.shape[1], 2):
+        if self.spans is not None and self.spans.shape != (self.attention.shape[1], 2):
             raise BadValueError(
                 f"TeacherOutput spans must be ({self.attention.shape[1]}, 2), got "
                 f"{tuple(self.spans.shape)}"
@@ -101,6 +104,38 @@ class Teacher(nn.Module, abc.ABC):
     @abc.abstractmethod
     def save_pretrained(self, directory: str) -> None:
         """Write the teacher so that `teachers.load_teacher(directory)` rebuilds it."""
+
+    # -- how the pipeline makes one (see distill.teachers.registry) --------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **options: Any) -> Teacher:
+        """The teacher saved at `path` (Hugging Face-format kinds also take load options)."""
+        raise UsageError(f"{cls.__name__} defines no from_pretrained: it cannot be loaded")
+
+    @classmethod
+    def build(cls, class_names: list[str], **options: Any) -> Teacher:
+        """A new, untrained teacher for `class_names` (the recipe's teacher.kwargs as options)."""
+        raise UsageError(
+            f"{cls.__name__} cannot be trained from scratch: give teacher.kwargs.init_from"
+        )
+
+    @classmethod
+    def start_from(cls, source: str | Path, class_names: list[str], **options: Any) -> Teacher:
+        """A trainable teacher initialised from the saved teacher at `source` (`distill teach`
+        with teacher.kwargs.init_from); the saved teacher must have the data's classes."""
+        if options:
+            raise BadValueError(
+                f"teacher.kwargs {sorted(options)} do not apply when starting from the saved "
+                f"teacher {source} (teacher.kwargs.init_from): it keeps its own settings"
+            )
+        teacher = cls.from_pretrained(source)
+        if teacher.class_names != list(class_names):
+            raise BadValueError(
+                f"teacher.kwargs.init_from {source} has classes {teacher.class_names}, the data "
+                f"has {list(class_names)}"
+            )
+        for p in teacher.parameters():
+            p.requires_grad_(True)
+        return teacher.train()
 
     # -- shared helpers ----------------------------------------------------------------------
     def freeze(self) -> Teacher:

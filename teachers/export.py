@@ -1,4 +1,4 @@
-"""The teacher's classify path on its own features, and writing it as ONNX (for cost measurement)."""
+"""The teacher's classify path on its own features, and writing it as ONNX (cost measurement)."""
 
 from __future__ import annotations
 

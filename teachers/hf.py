@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.registry import register_teacher
 from distill.teachers.timemap import (
     Framing,
     conv_framing,
@@ -62,6 +63,7 @@ def _feature_settings(family: str, given: dict, where: str) -> dict:
     return {k: given[k] for k in keys}
 
 
+@register_teacher(KIND, hf_format=True, from_scratch=False)
 class HFTeacher(Teacher):
     """A `*ForSequenceClassification` / `ASTForAudioClassification` model with rollout.
 
@@ -153,6 +155,12 @@ class HFTeacher(Teacher):
                 k: getattr(fe, k) for k in FE_KEYS[_family(model)] if hasattr(fe, k)
             }
         return cls(model, feature_extractor, **options)
+
+    @classmethod
+    def start_from(cls, source: str | Path, class_names: list[str], **options) -> HFTeacher:
+        """The classifier at `source` to fine-tune on `class_names` (a new, randomly initialised
+        head when they differ from the checkpoint's labels)."""
+        return cls.from_pretrained(source, class_names=list(class_names), **options).train()
 
     @property
     def sample_rate(self) -> int:

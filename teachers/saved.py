@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from distill.errors import BadValueError, MissingFileError
+from distill.files import atomic_path, write_text
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -20,11 +21,12 @@ def save_teacher(module: nn.Module, directory: str | Path, kind: str, config: di
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(
-        json.dumps({"teacher_kind": kind, "config": config}, indent=2)
-    )
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:  # disk full: no partial file left
+        save_file(state, str(tmp))
+    write_text(
+        directory / CONFIG_FILE, json.dumps({"teacher_kind": kind, "config": config}, indent=2)
+    )
 
 
 def read_teacher(
@@ -38,9 +40,19 @@ def read_teacher(
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise MissingFileError(f"{label}: {p} is missing (not a saved teacher?)")
-    meta = json.loads(cfg_path.read_text())
-    if meta.get("teacher_kind") != kind:
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadValueError(f"{label}: {cfg_path} is not valid JSON ({err})") from err
+    if not isinstance(meta, dict) or meta.get("teacher_kind") != kind:
+        found = meta.get("teacher_kind") if isinstance(meta, dict) else meta
+        raise BadValueError(f"{cfg_path}: teacher_kind is {found!r}, expected {kind!r}")
+    if "config" not in meta:
+        raise BadValueError(f"{label}: {cfg_path} has no 'config' entry (not a saved teacher?)")
+    try:
+        weights = load_file(str(w_path))
+    except Exception as err:  # safetensors raises SafetensorError / OSError on a damaged file
         raise BadValueError(
-            f"{cfg_path}: teacher_kind is {meta.get('teacher_kind')!r}, expected {kind!r}"
-        )
-    return meta["config"], load_file(str(w_path)), cfg_path
+            f"{label}: {w_path} is not a readable safetensors file ({err})"
+        ) from err
+    return meta["config"], weights, cfg_path

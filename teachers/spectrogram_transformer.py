@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.registry import register_teacher
 from distill.teachers.saved import read_teacher, save_teacher
 from distill.teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
 from torch import nn
@@ -113,6 +114,7 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x)), w
 
 
+@register_teacher(KIND, recipe_frontend=True)
 class SpectrogramTransformerTeacher(Teacher):
     """Waveform -> log-mel (built-in Frontend) -> per-clip standardised patches -> transformer.
 
@@ -175,6 +177,11 @@ class SpectrogramTransformerTeacher(Teacher):
             k = overrides.pop("num_classes")
             overrides.setdefault("class_names", [str(i) for i in range(k)])
         return cls(SpectrogramTransformerConfig.from_dict({**PRESETS[preset], **overrides}))
+
+    @classmethod
+    def build(cls, class_names: list[str], **options) -> SpectrogramTransformerTeacher:
+        """A new teacher: `preset` (tiny | small | base, default base) plus config overrides."""
+        return cls.from_preset(options.pop("preset", "base"), class_names=class_names, **options)
 
     @property
     def sample_rate(self) -> int:

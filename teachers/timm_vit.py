@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from distill.teachers.base import Teacher, TeacherOutput
+from distill.teachers.registry import register_teacher
 from distill.teachers.saved import read_teacher, save_teacher
 from distill.teachers.timemap import Framing, hidden_to_time, kept_columns, patch_time_map
 
@@ -54,6 +55,7 @@ class TimmViTConfig:
         return cls(**values)
 
 
+@register_teacher(KIND)
 class TimmViTTeacher(Teacher):
     """A timm VisionTransformer (or DeiT distilled) classifying log-mel spectrogram images."""
 
@@ -105,6 +107,11 @@ class TimmViTTeacher(Teacher):
                 )
             attn.fused_attn = False
             attn.attn_drop.register_forward_hook(self._capture)
+
+    @classmethod
+    def build(cls, class_names: list[str], **options) -> TimmViTTeacher:
+        """A new teacher from TimmViTConfig fields (model_name, patch_size, seconds, ...)."""
+        return cls(TimmViTConfig.from_dict({"class_names": class_names, **options}))
 
     def _capture(self, module, inputs, output) -> None:
         self._captured.append(output)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distill.core.module import DistillModule, argmax_inside_span
+from distill.core.module import argmax_inside_span
 from distill.errors import BadValueError
 
 
@@ -63,13 +63,12 @@ def evidence_in_span(module: Any, loader: Any) -> dict[str, float]:
 
 
 def checkpoint_evidence(checkpoint: str | Path, split: str = "test") -> dict[str, Any]:
-    """Where the checkpoint's plain student finds its class evidence in time (see
-    `distill.analysis.evidence`): the fraction of clips whose evidence peaks inside the true span."""
+    """Where the checkpoint's plain student finds its class evidence in time: the fraction of
+    clips whose evidence peaks inside the true span."""
     from distill.analysis.evidence import evidence_in_span
     from distill.data import build_datamodule
+    from distill.pipeline.artifacts import load_checkpoint_module
 
-    module = DistillModule.load_from_checkpoint(
-        str(checkpoint), map_location="cpu", weights_only=False
-    )
+    module = load_checkpoint_module(checkpoint)
     loader = build_datamodule(module.cfg.data).dataloader(split)
     return {f"{split}/{k}": v for k, v in evidence_in_span(module, loader).items()}

@@ -5,8 +5,11 @@ known in advance: K variants per training clip and one per validation/test clip.
 log-mel transform then cost one pass instead of one per epoch, and a training item becomes a
 memory-mapped read. Records are `features` (F, T) float32 plus the item's label, spans, offset
 and index; rows are ordered (variant, index). The cache sits in
-`<data.feature_cache_dir or run_dir/feature_cache>/<data>-<seconds>s-seed<seed>-<hash>`, checked
-against a fingerprint of the data, the crop/mixing policy and the frontend.
+`<data.feature_cache_dir or run_dir/feature_cache>/<data>-<seconds>s-seed<seed>-<hash>`, the hash
+naming the set-up (bank, listing, crop/mixing, frontend: `setup_key`). It is checked against a
+fingerprint of the data files' contents, the crop/mixing policy and the frontend: a missing
+split is built, a stale one is refused naming the files that changed (`distill cache RECIPE
+--rebuild` rebuilds it).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from distill.caches.fingerprint import data_fingerprint
-from distill.caches.records import RecordCache, Rows, sha256_of_json
+from distill.caches.fingerprint import data_files, data_fingerprint, setup_key
+from distill.caches.records import RecordCache, Rows, map_records, sha256_of_json
 from distill.data.base import ClipDataset, collate
 from distill.data.frontend import Frontend
 from distill.distributed import barrier, distributed_rank
@@ -35,20 +38,24 @@ class FeatureCache(RecordCache):
 
     what = "feature cache"
     build_hint = " (it is built by `distill fit` when data.cache_features=true)"
-    rebuild_hint = ": delete the folder or set data.cache_features=false"
+    rebuild_hint = (
+        ": rebuild it with `distill cache RECIPE --rebuild`, delete the folder or set "
+        "data.cache_features=false"
+    )
     parts = ("data", "crop", "frontend")
 
 
-def feature_fingerprint(cfg: DictConfig) -> dict[str, str]:
-    """What cached features depend on: the data, the crop/mixing policy and the frontend."""
+def feature_fingerprint(cfg: DictConfig, files: dict[str, str] | None = None) -> dict[str, str]:
+    """What cached features depend on: the data files (`files`: `data_files` of the recipe,
+    computed when None), the crop/mixing policy and the frontend."""
     frontend = OmegaConf.to_container(cfg.frontend, resolve=True)
-    return {**data_fingerprint(cfg), "frontend": sha256_of_json(frontend)}
+    return {**data_fingerprint(cfg, files), "frontend": sha256_of_json(frontend)}
 
 
-def feature_cache_dir(cfg: DictConfig, fingerprint: dict[str, str]) -> Path:
+def feature_cache_dir(cfg: DictConfig) -> Path:
     """The folder of the recipe's feature cache (one per data/frontend set-up)."""
     base = Path(cfg.data.feature_cache_dir or Path(cfg.run_dir) / "feature_cache")
-    key = sha256_of_json(fingerprint)[:10]
+    key = setup_key(cfg, frontend=OmegaConf.to_container(cfg.frontend, resolve=True))
     return base / f"{cfg.data.name}-{cfg.data.clip_seconds:g}s-seed{cfg.data.seed}-{key}"
 
 
@@ -114,7 +121,7 @@ class CachedFeatures(Dataset):
             )
         expected = [e.clip_id + base.draw(d)[1] for d in self.draws for e in base.entries]
         wrong = [k for k, (a, b) in enumerate(zip(clip_ids, expected)) if a != b]
-        if wrong and not base.skip_bad_files:  # (skipped files shift ids; rows stay in order)
+        if wrong:
             k = wrong[0]
             raise BadValueError(
                 f"feature cache {self.records_path} does not match the data listing ({len(wrong)} "
@@ -142,7 +149,7 @@ class CachedFeatures(Dataset):
         if not 0 <= index < len(self.base):
             raise IndexError(f"index {index} out of range for {len(self.base)} clips")
         if self._records is None:
-            self._records = np.load(self.records_path, mmap_mode="r")
+            self._records = map_records(self.records_path, "feature cache")
         draw = self.base.draw(epoch)[0]
         row = self.draws.index(draw) * len(self.base) + index
         rec = self._records[row]
@@ -165,17 +172,19 @@ def attach_feature_cache(
     rebuild: bool = False,
 ) -> FeatureCache | None:
     """With `data.cache_features`, build what is missing (everything with `rebuild`) and let
-    the datamodule's loaders serve cached features; None when the option is off. Under DDP
+    the datamodule's loaders serve cached features; None when the option is off. A stale split
+    (data files, crop/mixing or frontend changed) is refused naming what changed. Under DDP
     rank 0 builds, the others wait."""
     if not cfg.data.cache_features:
         return None
-    fp = feature_fingerprint(cfg)
-    cache = FeatureCache(feature_cache_dir(cfg, fp), fp)
+    files = data_files(cfg, datamodule)
+    cache = FeatureCache(feature_cache_dir(cfg), feature_fingerprint(cfg, files), files=files)
     rank, world = distributed_rank()
     for split in splits:
         dataset = datamodule.dataset(split)
         draws = variant_draws(dataset)
-        if rank == 0 and (rebuild or not cache.has(split)):
+        records, index = cache.paths(split)
+        if rank == 0 and (rebuild or not (records.is_file() and index.is_file())):
             total = len(draws) * len(dataset)
             cache.write_rows(split, _rows(dataset, frontend, draws, cfg), total)
         barrier(world)

@@ -1,8 +1,10 @@
 """Record caches: per-split memory-mappable records checked against a fingerprint.
 
 `RecordCache` is one `<split>.npy` (a structured record per clip) and a `<split>.json` index
-(clip ids, fingerprint) per split. Files are written under temporary names and renamed; the
-index is written last, so a killed build never leaves a split that looks complete.
+(clip ids, fingerprint) per split, plus `data-files/<split>.json`, the content hash of every
+data file the split was built from, so a stale cache can name the files that changed. Files are
+written under temporary names and renamed; the index is written last, so a killed build never
+leaves a split that looks complete.
 `TeacherCache` holds teacher logits, temporal attention (and hidden states) per clip; the
 feature cache (`distill.caches.feature_cache`) holds student input features.
 """
@@ -20,7 +22,14 @@ import torch
 from torch import Tensor
 
 from distill.errors import BadValueError, DistillError, MissingFileError
-from distill.files import temp_path_for, write_json
+from distill.files import (
+    lock_folder,
+    naming_errors,
+    preallocate,
+    temp_path_for,
+    write_json,
+    write_text,
+)
 
 FINGERPRINT_PARTS = ("teacher", "rollout", "data", "crop")
 
@@ -56,6 +65,23 @@ def sha256_of_files(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def describe_file_changes(before: dict[str, str], now: dict[str, str], shown: int = 5) -> str:
+    """'2 files changed: a.wav, b.wav; 1 file removed: c.wav; ...' ('' when equal); at most
+    `shown` names per kind, then '(+N more)'."""
+    kinds = (
+        ("changed", sorted(k for k in before.keys() & now.keys() if before[k] != now[k])),
+        ("removed", sorted(before.keys() - now.keys())),
+        ("added", sorted(now.keys() - before.keys())),
+    )
+    parts = []
+    for kind, names in kinds:
+        if names:
+            more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+            noun = "file" if len(names) == 1 else "files"
+            parts.append(f"{len(names)} {noun} {kind}: {', '.join(names[:shown])}{more}")
+    return "; ".join(parts)
+
+
 def write_records(
     records_path: Path, index_path: Path, rows: Rows, total: int, index: dict, what: str
 ) -> None:
@@ -73,9 +99,11 @@ def write_records(
         for ids, arrays in rows:
             if array is None:
                 dtype = np.dtype([(k, a.dtype, a.shape[1:]) for k, a in arrays.items()])
-                array = np.lib.format.open_memmap(
-                    tmp_records, mode="w+", dtype=dtype, shape=(total,)
-                )
+                with naming_errors(records_path, tmp_records):  # disk full: an OSError naming
+                    array = np.lib.format.open_memmap(  # the file, not a bus error later
+                        tmp_records, mode="w+", dtype=dtype, shape=(total,)
+                    )
+                    preallocate(tmp_records)
             start, stop = len(clip_ids), len(clip_ids) + len(ids)
             if stop > total:
                 raise BadValueError(f"{what} got more than the {total} clips announced")
@@ -94,6 +122,14 @@ def write_records(
         tmp_records.unlink(missing_ok=True)
 
 
+def map_records(path: Path, what: str) -> np.ndarray:
+    """Memory-map a records file read-only; StaleCacheError naming it when it is damaged."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, EOFError) as err:  # truncated, or not a .npy file
+        raise StaleCacheError(f"{what} {path} is damaged ({err}): delete it to rebuild") from err
+
+
 class RecordCache:
     """A folder of per-split records, checked against the expected fingerprint."""
 
@@ -103,14 +139,26 @@ class RecordCache:
     rebuild_hint = ""
     parts: tuple[str, ...] = ()
 
-    def __init__(self, directory: str | Path, fingerprint: dict[str, str]) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        fingerprint: dict[str, str],
+        files: dict[str, str] | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.fingerprint = dict(fingerprint)
+        #: content hash per data file (`distill.caches.fingerprint.data_files`), kept beside
+        #: each split so that a stale cache names the changed files; None: not known
+        self.files = dict(files) if files is not None else None
         self._splits: dict[str, tuple[np.ndarray, dict]] = {}
 
     def paths(self, split: str) -> tuple[Path, Path]:
         """(records file, index file) of a split."""
         return self.directory / f"{split}.npy", self.directory / f"{split}.json"
+
+    def files_path(self, split: str) -> Path:
+        """The file holding the data files' hashes a split was built from."""
+        return self.directory / "data-files" / f"{split}.json"
 
     def has(self, split: str) -> bool:
         """Whether a complete, up-to-date split is on disk."""
@@ -128,22 +176,35 @@ class RecordCache:
                 f"{self.what} for split '{split}' is missing or incomplete in {self.directory}"
                 f"{self.build_hint}"
             )
-        index = json.loads(index_path.read_text())
+        try:
+            index = json.loads(index_path.read_text())
+        except ValueError as err:  # damaged (e.g. a disk that filled up before the atomic writes)
+            damaged = f"{self.what} index {index_path} is damaged ({err})"
+            raise StaleCacheError(damaged + self.rebuild_hint) from err
         cached = index.get("fingerprint", {})
         changed = [p for p in self.parts if cached.get(p) != self.fingerprint.get(p)]
         if changed:
-            detail = "; ".join(
-                f"{p} changed (cached {cached.get(p)}, now {self.fingerprint.get(p)})"
-                for p in changed
-            )
+            detail = "; ".join(self._describe(p, cached.get(p), split) for p in changed)
             raise StaleCacheError(f"{self.what} {index_path} is stale: {detail}{self.rebuild_hint}")
         return index
+
+    def _describe(self, part: str, cached: str | None, split: str) -> str:
+        """What changed in one fingerprint part (for `data`: the files, when both are known)."""
+        plain = f"{part} changed (cached {cached}, now {self.fingerprint.get(part)})"
+        if part != "data" or self.files is None:
+            return plain
+        try:
+            before = json.loads(self.files_path(split).read_text())
+        except (OSError, ValueError):
+            return plain
+        files = describe_file_changes(before, self.files)
+        return f"{plain}: {files}" if files else f"{plain}: the data listing settings changed"
 
     def open(self, split: str) -> tuple[np.ndarray, dict]:
         """Memory-map a split: (records, index)."""
         if split not in self._splits:
             index = self.check(split)
-            records = np.load(self.paths(split)[0], mmap_mode="r")
+            records = map_records(self.paths(split)[0], self.what)
             if len(records) != len(index["clip_ids"]):
                 raise StaleCacheError(
                     f"{self.what} {self.paths(split)[0]} holds {len(records)} records but its "
@@ -153,9 +214,17 @@ class RecordCache:
         return self._splits[split]
 
     def write_rows(self, split: str, rows: Rows, total: int, **index: object) -> Path:
-        """Write a split's records atomically (extra `index` entries are kept in its index)."""
+        """Write a split's records atomically (extra `index` entries are kept in its index),
+        holding the cache folder's lock: a build of the same cache by another process meanwhile
+        is refused naming this PID (FolderLockedError)."""
         records_path, index_path = self.paths(split)
-        self._write(records_path, index_path, rows, total, index, split)
+        with lock_folder(self.directory, self.what):
+            index_path.unlink(missing_ok=True)  # the old split stops looking complete first
+            if self.files is not None:  # written before the index: a complete split has it
+                self.files_path(split).parent.mkdir(exist_ok=True)
+                body = json.dumps(self.files, separators=(",", ":"))
+                write_text(self.files_path(split), body + "\n")
+            self._write(records_path, index_path, rows, total, index, split)
         return records_path
 
     def _write(self, records_path, index_path, rows, total, index, split) -> None:

@@ -1,34 +1,43 @@
-"""The teacher cache: one memory-mapped file of teacher outputs per split, where it lives, building and attaching it."""
+"""The teacher cache: teacher outputs, one memory-mapped file per split; building, attaching it."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.caches.fingerprint import fingerprint
+from distill.caches.fingerprint import data_files, fingerprint, setup_key
 from distill.caches.records import FINGERPRINT_PARTS, RecordCache, Rows, StaleCacheError
+from distill.core.losses.registry import loss_needs
 from distill.data.base import collate
 from distill.distributed import barrier, distributed_rank
 from distill.errors import BadValueError, MissingFileError
+from distill.teachers.base import TeacherOutput
 
 
 def cache_dir(cfg: DictConfig) -> Path:
-    """Where the recipe's teacher cache lives: beside the teacher, one folder per data setup
-    (and per choice of rollout layers, so caches of several rollouts can sit side by side)."""
+    """Where the recipe's teacher cache lives: beside the teacher, one folder per data set-up,
+    `<data>-<seconds>s-seed<seed>[-layers<k_..>]-<setup hash>`: the hash covers the bank, the
+    listing and the crop/mixing settings (`setup_key`), so two set-ups never share a folder;
+    caches of several rollout-layer choices sit side by side."""
     name = f"{cfg.data.name}-{cfg.data.clip_seconds:g}s-seed{cfg.data.seed}"
     if cfg.teacher.rollout_layers:
         name += "-layers" + "_".join(str(int(k)) for k in cfg.teacher.rollout_layers)
-    return Path(cfg.teacher.path) / "cache" / name
+    return Path(cfg.teacher.path) / "cache" / f"{name}-{setup_key(cfg)}"
+
+
+def teacher_cache_for(cfg: DictConfig, teacher: Any, datamodule: Any = None) -> TeacherCache:
+    """The recipe's teacher cache, checked against the teacher and the data files as they
+    are now (`datamodule`: the recipe's, built when None)."""
+    files = data_files(cfg, datamodule)
+    return TeacherCache(cache_dir(cfg), fingerprint(cfg, teacher, files), files=files)
 
 
 def attach_teacher(module: Any, cfg: DictConfig, teacher: Any, datamodule: Any) -> None:
@@ -38,7 +47,7 @@ def attach_teacher(module: Any, cfg: DictConfig, teacher: Any, datamodule: Any) 
     if not cfg.teacher.cache:
         module.set_teacher_source(teacher)
         return
-    cache = TeacherCache(cache_dir(cfg), fingerprint(cfg, teacher))
+    cache = teacher_cache_for(cfg, teacher, datamodule)
     for split in ("train", "val", "test"):
         cache.check(split)
     module.set_teacher_source(cache)
@@ -57,7 +66,7 @@ def build_cache(
     rank 0 merges them.
     """
     rank, world = distributed_rank()
-    cache = TeacherCache(cache_dir(cfg), fingerprint(cfg, teacher))
+    cache = teacher_cache_for(cfg, teacher, datamodule)
     if torch.cuda.is_available():
         device = torch.device("cuda", rank % torch.cuda.device_count())
     else:
@@ -93,7 +102,7 @@ def build_cache(
                 bar.update(len(batch["clip_id"]))
                 yield list(batch["clip_id"]), out
 
-        hidden = cfg.losses.hint.weight > 0
+        hidden = "hidden" in loss_needs(cfg.losses)
         if world == 1:
             cache.write(split, batches(), total=len(mine), with_hidden=hidden)
         else:
@@ -120,15 +129,6 @@ def _variant_epochs(cfg: DictConfig, datamodule: Any, split: str) -> list[int | 
     return list(range(cfg.data.train_variants))
 
 
-@dataclass
-class CachedTeacherOutput:
-    """Teacher outputs for a batch read from the cache (same fields as TeacherOutput)."""
-
-    logits: Tensor
-    attention: Tensor
-    hidden: Tensor | None = None
-
-
 def _teacher_arrays(out: object, with_hidden: bool) -> dict[str, np.ndarray]:
     arrays = {
         "logits": out.logits.detach().float().cpu().numpy(),
@@ -142,17 +142,24 @@ def _teacher_arrays(out: object, with_hidden: bool) -> dict[str, np.ndarray]:
 
 
 class TeacherCache(RecordCache):
-    """Teacher logits, temporal attention (and hidden states) per clip and split."""
+    """Teacher logits, temporal attention (and hidden states) per clip and split; as a
+    `distill.core.teacher_source.TeacherSource` it serves them to a DistillModule by clip id."""
 
     what = "teacher cache"
     build_hint = " (build it with `distill cache RECIPE`)"
     rebuild_hint = ". Rebuild it with `distill cache RECIPE --rebuild`"
     parts = FINGERPRINT_PARTS
 
+    def outputs(
+        self, batch: dict[str, Any], split: str, device: torch.device | str
+    ) -> TeacherOutput:
+        """Cached teacher outputs of the batch's clips (by `clip_id`), in batch order."""
+        return self.lookup(split, batch["clip_id"], device=device)
+
     def lookup(
         self, split: str, clip_ids: list[str], device: torch.device | str = "cpu"
-    ) -> CachedTeacherOutput:
-        """Teacher outputs of the given clips, in order."""
+    ) -> TeacherOutput:
+        """Teacher outputs of the given clips, in order (no spans: the cache keeps none)."""
         records, index = self.open(split)
         if "position" not in index:
             index["position"] = {cid: i for i, cid in enumerate(index["clip_ids"])}
@@ -168,7 +175,7 @@ class TeacherCache(RecordCache):
         hidden = None
         if "hidden" in batch.dtype.names:
             hidden = torch.from_numpy(np.ascontiguousarray(batch["hidden"])).float().to(device)
-        return CachedTeacherOutput(
+        return TeacherOutput(
             logits=torch.from_numpy(np.ascontiguousarray(batch["logits"])).to(device),
             attention=torch.from_numpy(np.ascontiguousarray(batch["attention"])).to(device),
             hidden=hidden,

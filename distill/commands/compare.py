@@ -21,6 +21,7 @@ def _compare(args: argparse.Namespace) -> int:
         out,
         collect_only=args.collect_only,
         jobs=args.jobs,
+        stream_eval_hours=args.stream_eval,
     )
     report = write_report(cfg, out, csv_path)
     print((out / "summary.md").read_text())
@@ -60,5 +61,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train nothing: tabulate the finished runs of the grid and list the missing ones "
         "(after splitting a grid over several processes)",
+    )
+    p.add_argument(
+        "--stream-eval",
+        nargs="?",
+        type=float,
+        const=1.0,
+        default=None,
+        metavar="HOURS",
+        help="also run the streaming metric (FRR at 0.1/0.5/1 false accepts per hour) on every "
+        "finished run over HOURS of negative audio (default 1; write --stream-eval=HOURS)",
     )
     p.set_defaults(func=_compare)

@@ -39,6 +39,13 @@ def _synth_kws(args: argparse.Namespace) -> int:
             noise_seconds=args.noise_seconds,
             noise_per_type=args.noise_per_type,
             overwrite=args.overwrite,
+            tts=args.tts,
+            augment=args.augment,
+            rooms=args.rooms,
+            rir_dir=Path(args.rir_dir) if args.rir_dir else None,
+            piper_mix=args.piper_mix,
+            recordings=Path(args.recordings) if args.recordings else None,
+            recording_copies=args.recording_copies,
         )
     except (DatasetExistsError, ValueError, FileNotFoundError) as err:
         return _fail(err)
@@ -60,6 +67,7 @@ def _synth_events(args: argparse.Namespace) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             soundfont=args.soundfont,
+            tts=args.tts,
         )
     except (DatasetExistsError, ValueError) as err:
         return _fail(err)
@@ -74,11 +82,54 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
 
+def _voice_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tts",
+        default="auto",
+        metavar="SPEC",
+        help="voices: ENTRY[,ENTRY...], ENTRY = espeak[:ACCENT[+VARIANT]] | flite[:VOICE] | "
+        "festival[:VOICE] | piper[:NAME|FILE.onnx|DIR][#N|#A-B], each with an optional =WEIGHT "
+        "(share of --speakers, default 1); auto (default): eSpeak NG + Flite pooled",
+    )
+    p.add_argument(
+        "--augment",
+        default="none",
+        metavar="KINDS",
+        help="voice augmentation: none (default), all, or some of vtlp,pitch,tempo,room,mic",
+    )
+    p.add_argument(
+        "--rooms", type=int, default=40, help="simulated rooms for --augment room (default 40)"
+    )
+    p.add_argument("--rir-dir", help="folder of measured room impulse responses (instead)")
+    p.add_argument(
+        "--piper-mix",
+        type=float,
+        default=0.5,
+        help="share of multi-speaker Piper speakers that blend two speakers (default 0.5)",
+    )
+    p.add_argument(
+        "--recordings",
+        metavar="DIR",
+        help="your own takes, DIR/<word>/[<speaker>/]<take>.wav, mixed into the bank",
+    )
+    p.add_argument(
+        "--recording-copies",
+        type=int,
+        default=1,
+        help="clips rendered from each take (own placement, EQ, augmentation; default 1)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `data` with its `synth-kws` and `synth-events` subcommands."""
     data = subparsers.add_parser("data", help="prepare datasets (synthetic generators)")
     sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
+    _add_synth_kws(sub)
+    _add_synth_events(sub)
+
+
+def _add_synth_kws(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth-kws",
         help="spoken-keyword bank (Speech Commands layout) + background-noise bank",
@@ -115,8 +166,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=5,
         help="files per synthetic noise type, >= 3 (default 5: 3 train, 1 val, 1 test)",
     )
+    _voice_options(p)
     p.set_defaults(func=_synth_kws)
 
+
+def _add_synth_events(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth-events",
         help="FSD50K-like multi-label sound-event set",
@@ -139,5 +193,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="auto|none|PATH",
         help="General MIDI SoundFont for the sampled-instrument classes (default auto: the first "
         "*.sf2 under /usr/share/sounds/sf2 or /usr/share/soundfonts, if any)",
+    )
+    p.add_argument(
+        "--tts",
+        default=None,
+        metavar="SPEC",
+        help="voices of the Speech class, as synth-kws --tts (default: eSpeak NG, as before)",
     )
     p.set_defaults(func=_synth_events)

@@ -19,7 +19,7 @@ def _fit(args: argparse.Namespace) -> int:
         resume=args.resume,
         checkpoint_every_n_steps=args.checkpoint_every,
     )
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results.to_dict(), indent=2))
     return 0
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from distill.errors import UsageError
+
 
 def _qat(args: argparse.Namespace) -> int:
     from distill.config import apply_overrides
@@ -17,8 +19,7 @@ def _qat(args: argparse.Namespace) -> int:
     if args.overrides:
         cfg = apply_overrides(cfg, args.overrides)
     results = run_qat(checkpoint, cfg, run_dir=run_dir)
-    results.pop("qat_module")
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results.to_dict(), indent=2))
     return 0
 
 
@@ -29,8 +30,12 @@ def _int8_ops(value: str) -> list[str] | str | None:
 def _export(args: argparse.Namespace) -> int:
     from distill.deploy.export import ParityError, export_run, format_report
 
-    if args.format != "onnx":
-        raise SystemExit(f"distill export: --format {args.format!r} is not supported (onnx)")
+    if args.variant != "features":
+        return _export_stream(args)
+    if args.format == "tflite":
+        return _export_tflite(args)
+    if args.int8_io:
+        raise UsageError("--int8-io applies to --format tflite only")
     try:
         report = export_run(
             args.target,
@@ -52,6 +57,64 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_stream(args: argparse.Namespace) -> int:
+    """--variant waveform | stateful (distill.deploy.export_stream)."""
+    from distill.deploy import export_stream as es
+    from distill.deploy.export import ParityError, export_run, format_report
+    from distill.deploy.onnx_stream import StreamParityError
+
+    if args.format != "onnx" or args.int8_io:
+        raise UsageError(f"--variant {args.variant} writes ONNX: drop --format tflite/--int8-io")
+    if args.variant == "stateful" and (args.int8 or args.overrides):
+        raise UsageError("--variant stateful takes neither --int8 nor data overrides")
+    try:
+        if args.variant == "stateful":
+            report = es.export_stateful_run(args.target, args.hop, args.window, args.split)
+            print(es.format_stream_report("stateful", report))
+            return 0
+        features = export_run(
+            args.target, int8=args.int8, split=args.split, calib_batches=args.calib_batches,
+            limit_batches=args.limit_batches, min_agreement=args.min_agreement,
+            calibration_method=args.calibration_method, int8_ops=_int8_ops(args.int8_ops),
+            calib_split=args.calib_split, data_overrides=args.overrides,
+        )  # fmt: skip
+        report = es.export_waveform_run(args.target, features, args.split, args.limit_batches)
+    except (ParityError, StreamParityError) as err:
+        print(f"distill export: error: {err}", file=sys.stderr)
+        return 1
+    print(format_report(features))
+    print(es.format_stream_report("waveform", report))
+    return 0
+
+
+def _export_tflite(args: argparse.Namespace) -> int:
+    from distill.deploy.export import ParityError
+    from distill.deploy.litert import export_tflite_run, format_tflite_report
+
+    if args.calibration_method != "minmax" or args.int8_ops != "auto" or args.sqnr_batches:
+        raise UsageError(
+            "--calibration-method, --int8-ops and --sqnr-batches apply to --format onnx only "
+            "(LiteRT int8 is min-max calibrated and quantizes every operator)"
+        )
+    try:
+        report = export_tflite_run(
+            args.target,
+            int8=args.int8,
+            split=args.split,
+            calib_batches=args.calib_batches,
+            limit_batches=args.limit_batches,
+            min_agreement=args.min_agreement,
+            int8_io=args.int8_io,
+            calib_split=args.calib_split,
+            data_overrides=args.overrides,
+        )
+    except ParityError as err:
+        print(f"distill export: error: {err}", file=sys.stderr)
+        return 1
+    print(format_tflite_report(report))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from distill.deploy.bench import bench_run, format_table
 
@@ -59,6 +122,11 @@ def _bench(args: argparse.Namespace) -> int:
         args.target, runs=args.runs, warmup=args.warmup, limit_batches=args.limit_batches
     )
     print(format_table(rows))
+    if not any(r["runtime"] == "litert" for r in rows):
+        from distill.deploy.litert import missing_modules
+
+        print(f"no LiteRT rows: the `litert` extra is not installed (missing "
+              f"{', '.join(missing_modules())})", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -70,10 +138,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. qat.epochs=3")
     p.set_defaults(func=_qat)
 
-    p = subparsers.add_parser("export", help="write the bare student as ONNX (float, int8)")
+    p = subparsers.add_parser(
+        "export", help="write the bare student as ONNX or LiteRT .tflite (float, int8)"
+    )
     p.add_argument("target", help=target_help)
-    p.add_argument("--format", default="onnx", help="only onnx")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "tflite"],
+        help="onnx (onnxruntime) or tflite (LiteRT; needs the `litert` extra)",
+    )
+    p.add_argument(
+        "--variant",
+        default="features",
+        choices=["features", "waveform", "stateful"],
+        help="features: features-in student (default); waveform: the log-mel frontend inside "
+        "(waveform in, logits out); stateful: one streaming step with its state as inputs and "
+        "outputs (causal students; docs/streaming.md)",
+    )
+    p.add_argument(
+        "--hop", type=float, default=None, help="stateful: seconds per step (default: <= 0.1)"
+    )
+    p.add_argument(
+        "--window", type=float, default=None, help="stateful: pooled window (default: training)"
+    )
     p.add_argument("--int8", action="store_true", help="also write int8 (PTQ, and QAT if run)")
+    p.add_argument(
+        "--int8-io",
+        action="store_true",
+        help="tflite: int8 input and output tensors (microcontrollers) instead of float",
+    )
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.root=data/other")
     p.add_argument("--calib-batches", type=int, default=8, help="calibration batches (int8)")

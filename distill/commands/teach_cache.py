@@ -12,8 +12,9 @@ def _teach(args: argparse.Namespace) -> int:
     from distill.config import load_recipe
     from distill.pipeline.teach import teach
 
-    results = teach(load_recipe(args.recipe, args.overrides), run_dir=args.run_dir)
-    print(json.dumps(results, indent=2))
+    cfg = load_recipe(args.recipe, args.overrides)
+    results = teach(cfg, run_dir=args.run_dir, overwrite=args.overwrite)
+    print(json.dumps(results.to_dict(), indent=2))
     return 0
 
 
@@ -44,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_recipe_arguments(p)
     p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>/<time>)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a teacher already saved in teacher.path (refused without this flag)",
+    )
     p.set_defaults(func=_teach)
 
     p = subparsers.add_parser(

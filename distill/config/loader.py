@@ -12,24 +12,19 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from distill.config.ranges import is_integer, range_of, section_type
 from distill.config.schema import RecipeConfig
 from distill.errors import DistillError
 
 # Values that string keys may take; checked after overrides, before any work starts.
+# data.name and teacher.kind are checked by their registries (distill.data.registry,
+# distill.teachers.registry) when the data module / teacher is built: they take registered
+# names and dotted paths of custom classes.
 CHOICES: dict[str, tuple[str, ...]] = {
     "frontend.kind": ("logmel", "mfcc"),
     "frontend.normalize": ("utterance", "none"),
-    "data.name": (
-        "synth_kws",
-        "speech_commands",
-        "noisy_speech_commands",
-        "fsd50k",
-        "synth_events",
-        "folder",
-    ),
     "data.task": ("single_label", "multi_label"),
     "data.crop": ("center", "start", "random"),
-    "teacher.kind": ("none", "inhouse", "hf", "timm"),
     "teacher.head_fusion": ("mean", "max", "min"),
     "losses.weighting": ("additive", "convex"),
     "losses.temporal_kd.target": ("teacher", "span", "shuffled", "uniform"),
@@ -71,6 +66,8 @@ def find_recipe(name_or_path: str) -> Path:
     """Resolve a recipe given by file path or by name."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise RecipeError(f"recipe {path} is a folder; give a .yaml file or a recipe name")
         if not path.is_file():
             raise RecipeError(f"recipe file {path} does not exist")
         return path
@@ -85,11 +82,23 @@ def find_recipe(name_or_path: str) -> Path:
     )
 
 
+def read_yaml(path: Path) -> Any:
+    """The YAML content of a recipe file; RecipeError naming it when it is not YAML text."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        where = f"{err.reason} at byte {err.start}"
+        raise RecipeError(f"recipe {path} is not UTF-8 text ({where})") from None
+
+
 def recipe_description(path: Path) -> str:
     """The recipe's one-line `description`."""
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
-    return str(raw.get("description", "")).strip().splitlines()[0] if raw.get("description") else ""
+    raw = read_yaml(path)
+    text = str(raw.get("description") or "").strip() if isinstance(raw, dict) else ""
+    return text.splitlines()[0] if text else ""
 
 
 def _describe_type(tp: Any) -> str:
@@ -130,7 +139,11 @@ def _parse_overrides(overrides: list[str]) -> dict[str, Any]:
                 f"override '{item}' is not of the form dotted.key=value (e.g. trainer.max_epochs=3)"
             )
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text != "" else ""
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as err:
+            problem = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise RecipeError(f"override '{item}': value is not valid YAML ({problem})") from None
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:
@@ -169,17 +182,47 @@ def _check_choices(cfg: DictConfig) -> None:
             raise RecipeError(f"key '{key}' must be one of {', '.join(allowed)}, given {value!r}")
 
 
+def check_ranges(cfg: DictConfig | dict, schema: type = RecipeConfig, where: str = "") -> None:
+    """Refuse a numeric value outside the range its schema field declares (distill.config.ranges):
+    one line naming the key, the value given and the range (NaN and infinities always refused)."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        section, allowed = section_type(hints[f.name]), range_of(f)
+        if f.name not in cfg or (section is None and allowed is None):
+            continue  # (a required key without a value, e.g. data.root, is never read here)
+        key = f"{where}{f.name}"
+        value = cfg[f.name]
+        if value is None:
+            continue
+        if section is not None:
+            if typing.get_origin(hints[f.name]) is dict:
+                for name, item in value.items():
+                    check_ranges(item, section, f"{key}.{name}.")
+            else:
+                check_ranges(value, section, f"{key}.")
+            continue
+        plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if not allowed.accepts(plain):
+            raise RecipeError(
+                f"key '{key}' must be {allowed.describe(is_integer(hints[f.name]))}, "
+                f"given {plain!r}"
+            )
+
+
+def check_recipe(cfg: DictConfig) -> None:
+    """Check a recipe's values against the schema's choices and ranges (RecipeError naming the
+    first key that does not fit); `load_recipe` and `apply_overrides` do this before any work."""
+    _check_choices(cfg)
+    check_ranges(cfg)
+
+
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> DictConfig:
     """Load a recipe, apply dotted overrides, validate it and resolve interpolations.
 
     Raises RecipeError naming the key, the given value and what is allowed.
     """
     path = find_recipe(name_or_path)
-    try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {path} is not valid YAML: {err}") from None
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path} must be a mapping at the top level, got {type(raw)}")
     cfg = OmegaConf.structured(RecipeConfig)
@@ -196,7 +239,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> DictCo
             f"recipe {path}: required key(s) without a value: {', '.join(missing)} "
             f"(set them in the recipe or override, e.g. {missing[0]}=...)"
         )
-    _check_choices(cfg)
+    check_recipe(cfg)
     OmegaConf.set_readonly(cfg, False)
     return cfg
 
@@ -211,7 +254,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         cfg = _merge(OmegaConf.structured(RecipeConfig), OmegaConf.to_container(cfg), "recipe")
     cfg = _merge(cfg, _parse_overrides(overrides), "override")
     OmegaConf.resolve(cfg)
-    _check_choices(cfg)
+    check_recipe(cfg)
     return cfg
 
 

@@ -7,19 +7,37 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from distill.config.ranges import (
+    AT_LEAST_1,
+    BATCH_LIMIT,
+    INDICES,
+    NON_NEGATIVE,
+    ORDERED_PAIR,
+    POSITIVE,
+    SEED,
+    UNIT,
+    Range,
+    ranged,
+)
+
+# Every numeric field declares its range with `ranged(default, RANGE)` (distill.config.ranges):
+# the loader checks it after overrides, before any work; tests/config/test_ranges.py fails on a
+# numeric field without one.
+WEIGHT_BITS = Range(low=2, high=8)  # the PT2E quantizer's weights (int8 storage)
+
 
 @dataclass
 class FrontendConfig:
     """Waveform-to-features transform shared by students (and spectrogram teachers)."""
 
     kind: str = "logmel"  # logmel | mfcc
-    sample_rate: int = 16000
-    n_mels: int = 40
-    n_mfcc: int = 40
-    n_fft: int = 512
-    win_length: int = 480
-    hop_length: int = 160
-    log_offset: float = 1e-6
+    sample_rate: int = ranged(16000, POSITIVE)
+    n_mels: int = ranged(40, AT_LEAST_1)
+    n_mfcc: int = ranged(40, AT_LEAST_1)
+    n_fft: int = ranged(512, AT_LEAST_1)
+    win_length: int = ranged(480, AT_LEAST_1)
+    hop_length: int = ranged(160, AT_LEAST_1)
+    log_offset: float = ranged(1e-6, POSITIVE)
     normalize: str = "utterance"  # utterance: zero mean, unit variance per clip | none
 
 
@@ -27,13 +45,13 @@ class FrontendConfig:
 class AugmentConfig:
     """Training-time augmentation of waveforms and features."""
 
-    time_shift_ms: float = 0.0
-    noise_prob: float = 0.0
-    noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 20.0])
-    mixup_alpha: float = 0.0
-    specaugment_freq_mask: int = 0
-    specaugment_time_mask: int = 0
-    specaugment_num_masks: int = 2
+    time_shift_ms: float = ranged(0.0, NON_NEGATIVE)
+    noise_prob: float = ranged(0.0, UNIT)
+    noise_snr_db: list[float] = ranged([5.0, 20.0], ORDERED_PAIR)
+    mixup_alpha: float = ranged(0.0, NON_NEGATIVE)
+    specaugment_freq_mask: int = ranged(0, NON_NEGATIVE)
+    specaugment_time_mask: int = ranged(0, NON_NEGATIVE)
+    specaugment_num_masks: int = ranged(2, NON_NEGATIVE)
 
 
 @dataclass
@@ -45,22 +63,23 @@ class DataConfig:
     task: str = "single_label"  # single_label | multi_label
     classes: str = "12"  # 12 | 35 | all | comma-separated words
     # _unknown_ clips kept per split, as a multiple of the mean keyword-class size (0: keep all)
-    unknown_ratio: float = 1.0
-    sample_rate: int = 16000
-    clip_seconds: float = 1.0
-    snr_db: list[float] = field(default_factory=lambda: [-5.0, 20.0])
+    unknown_ratio: float = ranged(1.0, NON_NEGATIVE)
+    sample_rate: int = ranged(16000, POSITIVE)
+    clip_seconds: float = ranged(1.0, POSITIVE)
+    snr_db: list[float] = ranged([-5.0, 20.0], ORDERED_PAIR)
     crop: str = "center"  # how longer clips are cut at evaluation: center | start | random
-    train_variants: int = 0  # fixed training mixtures per clip (0: new mixture every epoch)
+    # fixed training mixtures per clip (0: a new mixture every epoch)
+    train_variants: int = ranged(0, NON_NEGATIVE)
     # compute student features of the fixed clips once into a memory-mapped cache (needs fixed
     # training audio, i.e. train_variants > 0 when mixing); "" keeps it in <run_dir>/feature_cache
     cache_features: bool = False
     feature_cache_dir: str = ""
-    batch_size: int = 64
-    num_workers: int = 0
-    seed: int = 0
+    batch_size: int = ranged(64, AT_LEAST_1)
+    num_workers: int = ranged(0, NON_NEGATIVE)
+    seed: int = ranged(0, SEED)
     skip_bad_files: bool = False
-    limit_train: int = 0  # use only the first N training clips (0: all)
-    limit_eval: int = 0  # use only the first N validation/test clips (0: all)
+    limit_train: int = ranged(0, NON_NEGATIVE)  # use only the first N training clips (0: all)
+    limit_eval: int = ranged(0, NON_NEGATIVE)  # use only the first N validation/test clips (0: all)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -80,51 +99,67 @@ class StudentConfig:
 class TeacherConfig:
     """The frozen attention teacher (or none for plain student training)."""
 
-    kind: str = "none"  # none | inhouse | hf | timm
+    # none | a registered kind (inhouse | hf | timm | ...) | dotted path of a Teacher class
+    kind: str = "none"
     path: str | None = None  # saved teacher directory (or hub id for kind=hf)
     cache: bool = True  # read teacher outputs from a TeacherCache instead of running it online
-    rollout_layers: list[int] | None = None  # layers that take part in rollout (None: all)
+    # layers that take part in rollout (None: all); Python-style indices, checked against the
+    # teacher's layer count when it is built
+    rollout_layers: list[int] | None = ranged(None, INDICES)
     head_fusion: str = "mean"  # mean | max | min
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class TaskLossConfig:
-    weight: float = 1.0
-    label_smoothing: float = 0.0
+    weight: float = ranged(1.0, NON_NEGATIVE)
+    label_smoothing: float = ranged(0.0, UNIT)
 
 
 @dataclass
 class LogitKDConfig:
-    weight: float = 0.0
-    temperature: float = 4.0
+    weight: float = ranged(0.0, NON_NEGATIVE)
+    temperature: float = ranged(4.0, POSITIVE)
 
 
 @dataclass
 class TemporalKDConfig:
-    weight: float = 0.0
+    weight: float = ranged(0.0, NON_NEGATIVE)
     target: str = "teacher"  # teacher | span | shuffled | uniform
     direction: str = "forward"  # forward: KL(a_T || a_S); reverse: KL(a_S || a_T)
-    temperature: float = 1.0  # softens the student's attention logits
-    teacher_temperature: float = 1.0  # < 1 sharpens the teacher's attention
+    temperature: float = ranged(1.0, POSITIVE)  # softens the student's attention logits
+    teacher_temperature: float = ranged(1.0, POSITIVE)  # < 1 sharpens the teacher's attention
     use_student_attention: bool = False  # Att-RNN / MHAtt-RNN: their own attention, no extra head
 
 
 @dataclass
 class HintConfig:
-    weight: float = 0.0
+    weight: float = ranged(0.0, NON_NEGATIVE)
     distance: str = "mse"  # mse | cosine
 
 
 @dataclass
 class AttentionTransferConfig:
-    weight: float = 0.0
-    p: float = 2.0
+    weight: float = ranged(0.0, NON_NEGATIVE)
+    p: float = ranged(2.0, POSITIVE)
+
+
+@dataclass
+class CustomLossConfig:
+    """A loss term plugged by dotted path: `target` names an nn.Module class whose forward takes
+    LossInputs and returns a scalar; it is built with `kwargs` and weighted by `weight` (0: off)."""
+
+    target: str = MISSING
+    weight: float = ranged(0.0, NON_NEGATIVE)
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class LossesConfig:
-    """Loss terms and their combination: additive (task + sum w*kd) or convex."""
+    """Loss terms and their combination: additive (task + sum w*kd) or convex.
+
+    One field per built-in term of distill.core.losses.registry; `custom` maps a name of your
+    choosing (it names the term in the logs) to a term plugged by dotted path."""
 
     weighting: str = "additive"  # additive | convex
     task: TaskLossConfig = field(default_factory=TaskLossConfig)
@@ -132,15 +167,16 @@ class LossesConfig:
     temporal_kd: TemporalKDConfig = field(default_factory=TemporalKDConfig)
     hint: HintConfig = field(default_factory=HintConfig)
     attention_transfer: AttentionTransferConfig = field(default_factory=AttentionTransferConfig)
+    custom: dict[str, CustomLossConfig] = field(default_factory=dict)
 
 
 @dataclass
 class OptimConfig:
     name: str = "adamw"  # adamw | sgd
-    lr: float = 3e-3
-    weight_decay: float = 1e-3
-    momentum: float = 0.9
-    warmup_epochs: float = 0.0
+    lr: float = ranged(3e-3, POSITIVE)
+    weight_decay: float = ranged(1e-3, NON_NEGATIVE)
+    momentum: float = ranged(0.9, UNIT)
+    warmup_epochs: float = ranged(0.0, NON_NEGATIVE)
     schedule: str = "cosine"  # cosine | constant
 
 
@@ -148,17 +184,17 @@ class OptimConfig:
 class TrainerConfig:
     """Arguments handed to the Lightning Trainer, plus seeding."""
 
-    max_epochs: int = 10
+    max_epochs: int = ranged(10, AT_LEAST_1)
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: str = "auto"
     precision: str = "32-true"
-    seed: int = 0
+    seed: int = ranged(0, SEED)
     deterministic: bool = False
-    gradient_clip_val: float = 0.0
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
-    log_every_n_steps: int = 10
+    gradient_clip_val: float = ranged(0.0, NON_NEGATIVE)  # 0: no clipping
+    limit_train_batches: float = ranged(1.0, BATCH_LIMIT)
+    limit_val_batches: float = ranged(1.0, BATCH_LIMIT)
+    log_every_n_steps: int = ranged(10, AT_LEAST_1)
     progress_bar: bool = True
     monitor: str = "auto"  # metric that picks the best checkpoint (auto: val accuracy or mAP)
 
@@ -177,9 +213,9 @@ class LoggerConfig:
 @dataclass
 class QATConfig:
     enabled: bool = False
-    epochs: int = 2
-    lr: float = 1e-4
-    weight_bits: int = 8
+    epochs: int = ranged(2, AT_LEAST_1)
+    lr: float = ranged(1e-4, POSITIVE)
+    weight_bits: int = ranged(8, WEIGHT_BITS)
     fake_quant: str = "deployment"  # deployment: the convs int8 export quantizes | all convs
     freeze_bn: bool = False  # BatchNorm normalises with (and keeps) its running statistics
 
@@ -188,7 +224,7 @@ class QATConfig:
 class ExportConfig:
     format: str = "onnx"
     int8: bool = True
-    opset: int = 18
+    opset: int = ranged(18, AT_LEAST_1)  # torch.onnx names the opsets it supports
 
 
 @dataclass

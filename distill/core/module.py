@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 
 from distill import students
+from distill.config.loader import check_recipe
+from distill.config.schema import RecipeConfig
 from distill.core.classifier_module import ClassifierModule
 from distill.core.losses import LossInputs, WeightedLosses, entropy
+from distill.core.losses.registry import loss_needs, terms_needing
 from distill.core.optim import build_optimizer
+from distill.core.teacher_source import OnlineTeacher, TeacherSource
 from distill.data.augment import build_specaugment
 from distill.data.frontend import build_frontend
 from distill.errors import BadValueError, UsageError
+from distill.students.registry import dotted_name
 from distill.students.tap import FeatureTap
 
 
@@ -51,6 +58,7 @@ class DistillModule(ClassifierModule):
         class_names: list[str],
         clip_seconds: float,
         teacher_dim: int | None = None,
+        student: nn.Module | None = None,
     ) -> None:
         super().__init__()
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
@@ -69,13 +77,16 @@ class DistillModule(ClassifierModule):
         self.class_names = list(class_names)
         self.clip_seconds = clip_seconds
         self.frontend = build_frontend(cfg.frontend)
-        self.student = build_student(cfg.student, num_classes, self.frontend.n_features)
+        self.student = (
+            student
+            if student is not None
+            else build_student(cfg.student, num_classes, self.frontend.n_features)
+        )
         specaugment = build_specaugment(cfg.data.augment)
         self.specaugment = specaugment if specaugment.active else None
-        losses = cfg.losses
-        own_attention = losses.temporal_kd.weight > 0 and losses.temporal_kd.use_student_attention
-        head_kd = losses.temporal_kd.weight > 0 and not losses.temporal_kd.use_student_attention
-        needs_features = head_kd or losses.hint.weight > 0 or losses.attention_transfer.weight > 0
+        needs = loss_needs(cfg.losses)
+        needs_features = "features" in needs
+        own_attention = "student_attention" in needs
         self._tap = self._attention_tap = None
         if needs_features or own_attention:
             tap_name, layout, attention_name = student_tap(cfg.student)
@@ -83,8 +94,11 @@ class DistillModule(ClassifierModule):
                 self._tap = FeatureTap(self.student, tap_name, layout)
             if own_attention:
                 if attention_name is None:
+                    terms = ", ".join(
+                        f"losses.{t}" for t in terms_needing(cfg.losses, "student_attention")
+                    )
                     raise BadValueError(
-                        f"losses.temporal_kd.use_student_attention: student "
+                        f"{terms} uses the student's own attention, but student "
                         f"{cfg.student.target or cfg.student.name!r} has no attention of its own; "
                         "set student.attention_tap or use the default attention head"
                     )
@@ -92,7 +106,47 @@ class DistillModule(ClassifierModule):
         channels = self._probe_channels() if self._tap is not None else None
         self.aux = WeightedLosses(cfg.losses, task, channels=channels, teacher_dim=teacher_dim)
         self.setup_metrics(task, num_classes)
-        self.teacher_source: Any = None  # a Teacher or a TeacherCache reader; not saved with us
+        self.teacher_source: TeacherSource | None = None  # see set_teacher_source
+
+    @classmethod
+    def from_parts(
+        cls,
+        student: nn.Module,
+        *,
+        teacher: nn.Module | TeacherSource | None = None,
+        losses: Mapping[str, Any] | None = None,
+        frontend: Mapping[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        task: str = "single_label",
+        clip_seconds: float = 1.0,
+        tap: str | None = None,
+        tap_layout: str | None = None,
+        optim: Mapping[str, Any] | None = None,
+    ) -> DistillModule:
+        """The module around your parts, no recipe file: `student` (any nn.Module taking the
+        frontend's (B, F, T) features), `teacher` (a frozen teacher or a TeacherSource),
+        `losses` (term -> weight or settings, e.g. {"logit_kd": 0.5, "temporal_kd": {"weight":
+        0.25, "target": "span"}}; the task loss is always on), `frontend` and `optim` (the
+        recipe's FrontendConfig / OptimConfig fields). class_names default to the teacher's.
+        A student not built by `students.create` is recorded by its class's dotted path: give
+        `student=` again to `load_from_checkpoint` when its constructor differs."""
+        cfg = parts_config(student, losses, frontend, optim, task, clip_seconds, tap, tap_layout)
+        names = list(class_names or getattr(teacher, "class_names", None) or [])
+        if not names:
+            raise BadValueError("from_parts: give class_names (the teacher has none to copy)")
+        made = students.created_with(student) or {}
+        given = {"num_classes": len(names), "n_features": build_frontend(cfg.frontend).n_features}
+        differ = [f"{k} {made[k]} (needed {v})" for k, v in given.items() if made.get(k, v) != v]
+        if differ:
+            raise BadValueError(f"from_parts: the student was built with {', '.join(differ)}")
+        teacher_dim = None
+        if "hidden" in loss_needs(cfg.losses):
+            teacher_dim = getattr(teacher, "hidden_dim", None)
+            if teacher_dim is None:
+                raise BadValueError("from_parts: losses.hint needs a teacher with `hidden_dim`")
+        module = cls(cfg, len(names), task, names, clip_seconds, teacher_dim, student=student)
+        module.set_teacher_source(teacher)
+        return module
 
     # -- construction helpers ------------------------------------------------------------------
     def _probe_channels(self) -> int:
@@ -106,11 +160,15 @@ class DistillModule(ClassifierModule):
         self._tap.clear()
         return int(channels)
 
-    def set_teacher_source(self, source: Any) -> None:
-        """Attach a frozen Teacher (run online) or a TeacherCache reader."""
+    def set_teacher_source(self, source: TeacherSource | nn.Module | None) -> None:
+        """Attach where teacher outputs come from: a TeacherSource (e.g. a TeacherCache), or a
+        frozen teacher, run online through `OnlineTeacher`. It is no part of this module's
+        state: checkpoints and `state_dict` never hold teacher weights."""
         if source is not None and not self.aux.needs_teacher:
             source = None
-        self.teacher_source = source
+        if source is not None and not isinstance(source, TeacherSource):
+            source = OnlineTeacher(source)
+        object.__setattr__(self, "teacher_source", source)  # bypass nn.Module: no submodule
 
     def detach_taps(self) -> None:
         """Remove every hook this module put on the student."""
@@ -141,21 +199,7 @@ class DistillModule(ClassifierModule):
                     "(teacher.kind=none, or no cache/teacher was set up)"
                 )
             return {}
-        if hasattr(source, "lookup"):
-            out = source.lookup(split, batch["clip_id"], device=self.device)
-            return {
-                "teacher_logits": out.logits,
-                "teacher_attention": out.attention,
-                "teacher_hidden": out.hidden,
-            }
-        if "waveform" not in batch:
-            raise UsageError(
-                "the online teacher (teacher.cache=false) needs waveforms, but the batches hold "
-                "cached features (data.cache_features=true): use the teacher cache or turn the "
-                "feature cache off"
-            )
-        with torch.no_grad():
-            out = source(batch["waveform"])
+        out = source.outputs(batch, split, self.device)
         return {
             "teacher_logits": out.logits,
             "teacher_attention": out.attention,
@@ -226,6 +270,45 @@ class DistillModule(ClassifierModule):
         return build_optimizer(self.cfg.optim, params, self.trainer)
 
 
+def parts_config(
+    student: nn.Module,
+    losses: Mapping[str, Any] | None,
+    frontend: Mapping[str, Any] | None,
+    optim: Mapping[str, Any] | None,
+    task: str,
+    clip_seconds: float,
+    tap: str | None,
+    tap_layout: str | None,
+) -> DictConfig:
+    """A recipe (the schema's defaults) describing `from_parts`' arguments, checked."""
+    made = students.created_with(student)
+    name = made["name"] if made else dotted_name(type(student))
+    registered = name in students.available()
+    update = {
+        "data": {"task": task, "clip_seconds": clip_seconds},
+        "student": {
+            "name": name if registered else "custom",
+            "target": None if registered else name,
+            "kwargs": made["kwargs"] if made else {},
+            "tap": tap,
+            "tap_layout": tap_layout,
+        },
+        "losses": {
+            k: v if isinstance(v, Mapping) or k == "weighting" else {"weight": float(v)}
+            for k, v in (losses or {}).items()
+        },
+        "frontend": dict(frontend or {}),
+        "optim": dict(optim or {}),
+    }
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RecipeConfig), update)
+    except OmegaConfBaseException as err:
+        first = str(err.msg).splitlines()[0]
+        raise BadValueError(f"from_parts: {first} (key {err.full_key})") from None
+    check_recipe(cfg)
+    return cfg
+
+
 def argmax_inside_span(a: Tensor, spans: Tensor, clip_seconds: float) -> Tensor | None:
     """Fraction of clips whose attention argmax (bin centre, seconds) falls inside a true span;
     None when no clip in the batch has a span."""
@@ -239,4 +322,4 @@ def argmax_inside_span(a: Tensor, spans: Tensor, clip_seconds: float) -> Tensor 
     return inside[has_span].float().mean()
 
 
-__all__ = ["DistillModule", "argmax_inside_span", "build_student", "student_tap"]
+__all__ = ["DistillModule", "argmax_inside_span", "build_student", "parts_config", "student_tap"]

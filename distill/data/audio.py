@@ -9,9 +9,8 @@ longer noise clip, gives ``offset = -p <= 0``. A time `t` (seconds) in the sourc
 
 from __future__ import annotations
 
-from distill.errors import DistillError, BadValueError
-
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+
+from distill.errors import BadValueError, DistillError
 
 MAX_SPANS = 8  # rows of the `spans` tensor in every item
 
@@ -41,12 +42,28 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
+def open_name(path: str | Path) -> str | bytes:
+    """The name soundfile opens: the file system's bytes on POSIX, so that a name that is not
+    UTF-8 (held in a str as surrogate escapes, as os.listdir gives it) opens like any other."""
+    return os.fsencode(path) if os.name == "posix" else str(path)
+
+
+def unreadable(path: str | Path, err: Exception) -> AudioFileError:
+    """The AudioFileError for a file soundfile could not open or read, with the reason."""
+    if not os.path.lexists(path):
+        return AudioFileError(f"audio file {path} does not exist")
+    if os.path.isdir(path):
+        return AudioFileError(f"audio file {path} is a folder, not a file")
+    reason = getattr(err, "error_string", None) or str(err) or type(err).__name__
+    return AudioFileError(f"cannot read audio file {path}: {reason}")
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """Read a file's header (cheap); raise AudioFileError if unreadable or empty."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(open_name(path))
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioFileError(f"cannot read audio file {path}: {err}") from err
+        raise unreadable(path, err) from err
     if info.frames <= 0:
         raise AudioFileError(f"audio file {path} is empty (0 samples)")
     if info.samplerate <= 0:
@@ -54,17 +71,52 @@ def audio_info(path: str | Path) -> AudioInfo:
     return AudioInfo(str(path), int(info.frames), int(info.samplerate))
 
 
-def load_audio(path: str | Path, sample_rate: int, mono: bool = True) -> torch.Tensor:
-    """Read a file as float32, downmix to mono, resample to `sample_rate`: (N,) or (C, N)."""
+def read_samples(path: str | Path) -> tuple[np.ndarray, int]:
+    """(samples (N, C) float32, native rate) of a file; AudioFileError when it is unreadable,
+    empty or holds NaN/inf samples."""
     try:
-        data, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, native_rate = sf.read(open_name(path), dtype="float32", always_2d=True)
     except Exception as err:
-        raise AudioFileError(f"cannot read audio file {path}: {err}") from err
+        raise unreadable(path, err) from err
     if data.shape[0] == 0:
         raise AudioFileError(f"audio file {path} is empty (0 samples)")
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise AudioFileError(f"audio file {path} holds {bad} NaN/inf samples")
+    return data, int(native_rate)
+
+
+def sample_problem(path: str | Path) -> str | None:
+    """Why a file's samples cannot be used (the AudioFileError message), or None when they can."""
+    try:
+        read_samples(path)
+    except AudioFileError as err:
+        return str(err)
+    return None
+
+
+# largest windowed-sinc kernel (taps) torchaudio's resampler may build for one file: 44.1 kHz ->
+# 16 kHz needs 76 thousand, a header claiming 44101 Hz would need 706 million (gigabytes)
+MAX_RESAMPLE_TAPS = 2**24
+
+
+def resample_taps(native: int, target: int) -> int:
+    """Size of the kernel torchaudio.functional.resample builds from `native` to `target` Hz."""
+    g = math.gcd(native, target)
+    orig, new = native // g, target // g
+    width = math.ceil(6 * orig / (min(orig, new) * 0.99))  # its defaults: 6 zero crossings, 0.99
+    return new * (orig + 2 * width)
+
+
+def load_audio(path: str | Path, sample_rate: int, mono: bool = True) -> torch.Tensor:
+    """Read a file as float32, downmix to mono, resample to `sample_rate`: (N,) or (C, N)."""
+    data, native_rate = read_samples(path)
+    if native_rate != sample_rate and resample_taps(native_rate, sample_rate) > MAX_RESAMPLE_TAPS:
+        raise AudioFileError(
+            f"audio file {path} has a sample rate of {native_rate} Hz, which has no small ratio "
+            f"to {sample_rate} Hz (resampling would need a kernel of "
+            f"{resample_taps(native_rate, sample_rate):,} taps): convert it to a common rate"
+        )
     wave = torch.from_numpy(np.ascontiguousarray(data.T))  # (C, N)
     if mono:
         wave = wave.mean(dim=0)

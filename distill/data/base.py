@@ -1,28 +1,33 @@
 """What every clip dataset shares: items, epochs and variants, seeding, limits, bad-file reports.
 
 Randomness of an item (mixture, crop, augmentation) comes only from
-``numpy.random.default_rng([seed, stream, split, draw, index])``, never from worker state, so an
-item is a pure function of (seed, split, draw, index). `draw` is 0 for validation/test, the
-epoch for training, or ``epoch % train_variants`` when `train_variants` > 0.
+``numpy.random.default_rng([seed, stream, split, draw, clip_key(clip_id)])``, never from worker
+state or the item's position, so an item is a pure function of (seed, split, draw, clip id):
+adding or removing a file changes no other clip's audio. `draw` is 0 for validation/test, the
+epoch for training, or ``epoch % train_variants`` when `train_variants` > 0. A `limit` keeps
+the clips whose ids hash lowest (`limited`), again independent of the other files.
 
 The epoch reaches worker processes through the index itself: `__getitem__` takes either an int
 (uses the epoch last given to `set_epoch`) or an ``(epoch, index)`` pair, which is what
 `distill.data.datamodule.EpochSampler` yields.
 
 Bad files: headers are checked when a dataset is built (unreadable or empty files raise, or with
-`skip_bad_files` are left out, warned about and listed in `dataset.skipped`). NaN/inf samples
-are found when a clip is loaded: they raise, or with `skip_bad_files` the item is replaced by
-the next clip with a warning (inside loader workers such late skips are warned about there,
-and `skipped` of the main process does not see them).
+`skip_bad_files` are left out). With `skip_bad_files` the samples of every kept clip are also
+read once when the dataset is built (NaN/inf, undecodable data; the result is remembered per
+file version in the data root's file index, `distill.data.file_index`), so a bad file is left
+out before any work and never replaced by another clip: the split simply has fewer clips. The
+skipped files are warned about once, listed in `dataset.skipped` and, for `distill fit`, in
+`results.json` (`skipped_files`). Without `skip_bad_files` a clip with NaN/inf samples raises
+when it is loaded, naming the file; so does a file that turns bad after the dataset was built.
 """
 
 from __future__ import annotations
 
-from distill.errors import BadValueError
-
+import hashlib
 import logging
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +36,8 @@ import torch
 from torch.utils.data import Dataset
 
 from distill.data.audio import AudioFileError, fix_length, load_audio, make_spans
+from distill.data.file_index import FileIndex
+from distill.errors import BadValueError
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +67,18 @@ def canonical_split(split: str) -> str:
         ) from None
 
 
-def rng_for(seed: int, stream: int, split: str, draw: int, index: int) -> np.random.Generator:
-    """The generator for one purpose of one item."""
-    return np.random.default_rng([int(seed), stream, SPLIT_CODE[split], int(draw), int(index)])
+def clip_key(clip_id: str) -> int:
+    """A stable 128-bit number of a clip id (what seeds the clip's random draws)."""
+    digest = hashlib.sha256(str(clip_id).encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:16], "big")
+
+
+def rng_for(seed: int, stream: int, split: str, draw: int, clip_id: str) -> np.random.Generator:
+    """The generator for one purpose of one clip, from its id (never its position)."""
+    if not isinstance(clip_id, str):
+        raise BadValueError(f"rng_for needs the clip id (a string), given {clip_id!r}")
+    key = clip_key(clip_id)
+    return np.random.default_rng([int(seed), stream, SPLIT_CODE[split], int(draw), key])
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:
@@ -70,12 +86,17 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
 
 
-def limited(n: int, limit: int) -> list[int]:
-    """Indices kept by a `limit`: the first `limit` of a fixed (seed-independent) permutation,
-    returned in their original order, so a small limit still covers the classes."""
-    if limit <= 0 or limit >= n:
-        return list(range(n))
-    return sorted(np.random.default_rng(0).permutation(n)[:limit].tolist())
+def ranked(clip_ids: Sequence[str]) -> list[int]:
+    """Positions of the clips ordered by a fixed hash of their ids (seed-independent)."""
+    return sorted(range(len(clip_ids)), key=lambda i: (clip_key(clip_ids[i]), i))
+
+
+def limited(clip_ids: Sequence[str], limit: int) -> list[int]:
+    """Positions kept by a `limit`: the `limit` clips whose ids hash lowest, in their original
+    order, so a small limit still covers the classes and does not depend on the other files."""
+    if limit <= 0 or limit >= len(clip_ids):
+        return list(range(len(clip_ids)))
+    return sorted(ranked(clip_ids)[:limit])
 
 
 def crop_wave(
@@ -114,6 +135,21 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         else:
             batch[key] = list(values)
     return batch
+
+
+def skipped_files(datasets: Iterable[Any]) -> list[dict[str, str]] | None:
+    """The files left out of `datasets` (and their noise banks) as {path, reason}, each file
+    once, in path order; None when none of them skips bad files (data.skip_bad_files off)."""
+    datasets = list(datasets)
+    if not any(getattr(ds, "skip_bad_files", False) for ds in datasets):
+        return None
+    found: dict[str, str] = {}
+    for ds in datasets:
+        banks = (getattr(ds, "noise", None), getattr(ds.augment, "noise_bank", None))
+        extra = [pair for bank in banks if bank is not None for pair in bank.skipped]
+        for path, reason in [*ds.skipped, *extra]:
+            found.setdefault(str(path), " ".join(str(reason).split()))
+    return [{"path": path, "reason": found[path]} for path in sorted(found)]
 
 
 def report_skipped(name: str, skipped: list[tuple[str, str]]) -> None:
@@ -165,13 +201,59 @@ class ClipDataset(Dataset):
 
     # ----------------------------------------------------------------- set-up helpers
     def _finish(self, limit: int = 0) -> None:
-        """Apply the limit, reject an empty dataset, report skipped files."""
+        """Apply the limit, leave out clips whose samples are bad (`skip_bad_files`), reject an
+        empty dataset, report skipped files once."""
+        if self.skip_bad_files:
+            keep = self._readable(ranked([e.clip_id for e in self.entries]), limit)
+        else:
+            keep = limited([e.clip_id for e in self.entries], limit)
+        self.entries = [self.entries[i] for i in keep]
         report_skipped(f"{type(self).__name__}[{self.split}]", self.skipped)
         if not self.entries:
             raise BadValueError(
                 f"{type(self).__name__}: the {self.split} split has no clips ({self._where()})"
             )
-        self.entries = [self.entries[i] for i in limited(len(self.entries), limit)]
+
+    def _readable(self, order: list[int], limit: int) -> list[int]:
+        """Positions (sorted) of the first `limit` entries in `order` (all when 0) whose samples
+        read cleanly; the others go to `skipped`. Checks are remembered per file version."""
+        want = limit if limit > 0 else len(order)
+        index: FileIndex | None = None
+        good: list[int] = []
+        start = 0
+        while len(good) < want and start < len(order):
+            batch = order[start : start + want - len(good)]
+            start += len(batch)
+            paths = [self.entries[i].path for i in batch if self.entries[i].path is not None]
+            if paths and index is None:
+                index = self._file_index()
+            problems = index.sample_problems(paths) if paths else {}
+            for i in batch:
+                why = problems.get(str(self.entries[i].path))
+                if why:
+                    self.skipped.append((str(self.entries[i].path), why))
+                else:
+                    good.append(i)
+        if index is not None:
+            index.save()
+        return sorted(good)
+
+    def _file_index(self) -> FileIndex:
+        """The file index of this dataset's root (or of its files' common folder)."""
+        root = getattr(self, "root", None)
+        if root is None:
+            paths = [os.path.abspath(e.path) for e in self.entries if e.path is not None]
+            root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else "."
+        return FileIndex(root)
+
+    def source_files(self) -> list[str]:
+        """Every file this split's items read: clip files, and the noise files of the dataset
+        and of its waveform augmentation (sorted, each once)."""
+        files = {str(e.path) for e in self.entries if e.path is not None}
+        for bank in (getattr(self, "noise", None), getattr(self.augment, "noise_bank", None)):
+            if bank is not None:
+                files.update(str(p) for p in bank.paths)
+        return sorted(files)
 
     def _where(self) -> str:
         return f"root {getattr(self, 'root', '?')}"
@@ -214,7 +296,8 @@ class ClipDataset(Dataset):
 
     # ----------------------------------------------------------------- items
     def _load(self, entry: Entry, index: int, draw: int) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """(waveform of clip_samples, offset, spans) for one entry."""
+        """(waveform of clip_samples, offset, spans) for one entry at `draw`; random draws come
+        from `rng_for(..., entry.clip_id)`, never from `index` (the entry's position)."""
         raise NotImplementedError
 
     def item(self, index: int, epoch: int | None = None) -> dict[str, Any]:
@@ -223,25 +306,10 @@ class ClipDataset(Dataset):
         if not 0 <= index < len(self.entries):
             raise IndexError(f"index {index} out of range for {len(self.entries)} clips")
         draw, suffix = self.draw(epoch)
-        for attempt in range(len(self.entries)):
-            idx = (index + attempt) % len(self.entries)
-            entry = self.entries[idx]
-            try:
-                wave, offset, spans = self._load(entry, idx, draw)
-                break
-            except AudioFileError as err:
-                if not self.skip_bad_files:
-                    raise
-                self.skipped.append((str(entry.path), str(err)))
-                report_skipped(
-                    f"{type(self).__name__}[{self.split}] (at load time, item "
-                    f"{idx} replaced by the next one)",
-                    [(str(entry.path), str(err))],
-                )
-        else:
-            raise AudioFileError(f"every file of the {self.split} split failed to load")
+        entry = self.entries[index]
+        wave, offset, spans = self._load(entry, index, draw)
         if self.augment is not None and self.augment.active:
-            rng = rng_for(self.seed, STREAM_AUG, self.split, draw, idx)
+            rng = rng_for(self.seed, STREAM_AUG, self.split, draw, entry.clip_id)
             wave, offset, spans = self.augment(wave, offset, spans, rng)
         if wave.shape != (self.clip_samples,):
             raise AudioFileError(
@@ -252,7 +320,7 @@ class ClipDataset(Dataset):
             "waveform": wave.float().contiguous(),
             "label": self._target(entry),
             "clip_id": entry.clip_id + suffix,
-            "index": idx,
+            "index": index,
             "spans": spans,
             "offset": int(offset),
         }
@@ -279,7 +347,7 @@ class CroppedClips(ClipDataset):
     def _load(self, entry: Entry, index: int, draw: int):
         wave = load_audio(entry.path, self.sample_rate)
         mode = "random" if self.split == "train" else self.crop
-        rng = rng_for(self.seed, STREAM_CROP, self.split, draw, index)
+        rng = rng_for(self.seed, STREAM_CROP, self.split, draw, entry.clip_id)
         wave, offset = crop_wave(wave, self.clip_samples, mode, rng)
         spans = make_spans(entry.events, offset / self.sample_rate, self.clip_seconds)
         return wave, offset, spans

@@ -6,15 +6,20 @@ processes. Lightning calls `set_epoch` on the train loader's sampler at the star
 epoch; `AudioDataModule.set_epoch` does the same by hand (for loops outside Lightning).
 Under DDP, build the Trainer with ``use_distributed_sampler=False``: the sampler shards itself
 by the trainer's world size and rank.
+
+Resume mid-epoch: the training loader is a `ResumableLoader` whose state (the epoch and how
+many of its batches were consumed) goes into every checkpoint through
+`AudioDataModule.state_dict`; on resume the datamodule hands it to the new loader, whose
+sampler then starts at the first batch not yet trained on, so the resumed run sees exactly the
+batches the uninterrupted run would have seen. Worker processes need no state of their own: an
+item is a pure function of (seed, split, draw, clip id) (see `distill.data.base`), whatever the
+worker or its seed.
 """
 
 from __future__ import annotations
 
-from distill.errors import BadValueError, MissingFileError
-
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,17 +29,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Sampler
 
 from distill.config.schema import DataConfig
+from distill.data import (  # noqa: F401  (imported to register the built-in data sets)
+    folder,
+    fsd50k,
+    noisy,
+    speech_commands,
+)
 from distill.data.augment import build_waveform_augment
 from distill.data.base import ClipDataset, canonical_split, collate
-from distill.data.folder import FolderDataset
-from distill.data.fsd50k import FSD50K, read_vocabulary
 from distill.data.noise import NoiseBank
-from distill.data.noisy import NoisySpeechCommands
-from distill.data.speech_commands import SpeechCommands, resolve_classes
-
-SPEECH_KINDS = ("synth_kws", "speech_commands", "noisy_speech_commands")
-EVENT_KINDS = ("fsd50k", "synth_events")
-KINDS = SPEECH_KINDS + EVENT_KINDS + ("folder",)
+from distill.data.registry import spec as dataset_spec
+from distill.errors import BadValueError
 
 
 def to_data_config(cfg: DataConfig | DictConfig | dict) -> DataConfig:
@@ -46,7 +51,11 @@ def to_data_config(cfg: DataConfig | DictConfig | dict) -> DataConfig:
 
 
 class EpochSampler(Sampler):
-    """Yields ``(epoch, index)``; shuffles with a permutation seeded by (seed, epoch)."""
+    """Yields ``(epoch, index)``; shuffles with a permutation seeded by (seed, epoch).
+
+    `start_at(epoch, position)` makes the next pass over `epoch` begin `position` items into
+    this rank's order (resume mid-epoch); `__len__` stays the whole epoch's length.
+    """
 
     def __init__(
         self, size: int, shuffle: bool, seed: int = 0, num_replicas: int = 1, rank: int = 0
@@ -54,9 +63,19 @@ class EpochSampler(Sampler):
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
+        self._start: tuple[int, int] | None = None  # (epoch, position) of a resumed pass
+        self.pass_epoch, self.pass_start = 0, 0  # the pass begun last
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def start_at(self, epoch: int, position: int) -> None:
+        """Begin the next pass over `epoch` at `position` (items of this rank's order)."""
+        if not 0 <= position <= len(self):
+            raise BadValueError(
+                f"resume position {position} is outside epoch {epoch}'s {len(self)} items"
+            )
+        self._start = (int(epoch), int(position))
 
     def _order(self) -> list[int]:
         if self.shuffle:
@@ -70,11 +89,75 @@ class EpochSampler(Sampler):
         return order
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        return iter([(epoch, i) for i in self._order()])
+        epoch, start = self.epoch, 0
+        if self._start is not None and self._start[0] == epoch:
+            start = self._start[1]
+        self._start = None
+        self.pass_epoch, self.pass_start = epoch, start
+        return iter([(epoch, i) for i in self._order()[start:]])
 
     def __len__(self) -> int:
         return -(-self.size // self.num_replicas)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over an `EpochSampler` that knows where it is in the epoch: `state_dict`
+    gives (epoch, batches consumed), `load_state_dict` makes the next pass over that epoch
+    start at the first batch not consumed. `AudioDataModule` saves and restores this state with
+    every checkpoint (Lightning also saves it in its loop state, a loader with
+    `state_dict`/`load_state_dict` being "stateful" to it).
+
+    Batches are counted as they are handed out; Lightning takes them one at a time when the
+    loader has a length (no look-ahead), so the count is the number trained on.
+    """
+
+    sampler: EpochSampler
+
+    def __iter__(self) -> Iterator[Any]:
+        self._taken = 0
+        return self._counted(super().__iter__())
+
+    def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
+            self._taken += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch being consumed and how many of its batches were consumed."""
+        sampler = self.sampler
+        taken = getattr(self, "_taken", 0)
+        return {
+            "epoch": sampler.pass_epoch,
+            "batches": sampler.pass_start // self.batch_size + taken,
+            "batch_size": int(self.batch_size),
+            "size": sampler.size,
+            "num_replicas": sampler.num_replicas,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue `state`'s epoch after its consumed batches, or start the next epoch when
+        all were consumed (same data, batch size and world size needed: otherwise the
+        position would point at other clips)."""
+        sampler = self.sampler
+        now = {
+            "batch_size": self.batch_size,
+            "size": sampler.size,
+            "num_replicas": sampler.num_replicas,
+        }
+        changed = [f"{k} {state[k]} -> {v}" for k, v in now.items() if state.get(k, v) != v]
+        if changed:
+            raise BadValueError(
+                "cannot resume mid-epoch: the checkpoint's training loader differs from this "
+                f"run's ({', '.join(changed)}; data.batch_size, the training clips and the "
+                "number of devices must stay the same)"
+            )
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if batches >= len(self):
+            epoch, batches = epoch + 1, 0
+        sampler.set_epoch(epoch)
+        sampler.start_at(epoch, batches * self.batch_size)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -91,17 +174,8 @@ class AudioDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg = to_data_config(cfg)
         c = self.cfg
-        if c.name not in KINDS:
-            raise BadValueError(f"data.name {c.name!r} is not one of {', '.join(KINDS)}")
-        if c.name in SPEECH_KINDS and c.task != "single_label":
-            raise BadValueError(f"data.task must be single_label for {c.name}, given {c.task!r}")
-        if c.name in EVENT_KINDS and c.task != "multi_label":
-            raise BadValueError(f"data.task must be multi_label for {c.name}, given {c.task!r}")
-        if c.name in EVENT_KINDS and str(c.classes).strip() != "all":
-            raise BadValueError(
-                f"data.classes must be 'all' for {c.name} (vocabulary.csv fixes the "
-                f"classes), given {c.classes!r}"
-            )
+        self.data_spec = dataset_spec(c.name)
+        self.data_spec.check(c)
         if c.batch_size <= 0 or c.num_workers < 0:
             raise BadValueError(
                 f"data.batch_size must be > 0 and data.num_workers >= 0, given "
@@ -110,6 +184,8 @@ class AudioDataModule(pl.LightningDataModule):
         self._datasets: dict[str, ClipDataset] = {}
         self._served: dict[str, Any] = {}
         self._train_sampler: EpochSampler | None = None
+        self._train_loader: ResumableLoader | None = None
+        self._resume_state: dict[str, int] | None = None  # see load_state_dict
 
     # ------------------------------------------------------------------ facts
     @property
@@ -124,11 +200,8 @@ class AudioDataModule(pl.LightningDataModule):
     def class_names(self) -> list[str]:
         if self._datasets:
             return list(next(iter(self._datasets.values())).class_names)
-        c = self.cfg
-        if c.name in SPEECH_KINDS:
-            return resolve_classes(c.root, c.classes)
-        if c.name in EVENT_KINDS:
-            return read_vocabulary(c.root)
+        if self.data_spec.class_names is not None:
+            return self.data_spec.class_names(self.cfg)
         return self.dataset("train").class_names
 
     @property
@@ -163,34 +236,7 @@ class AudioDataModule(pl.LightningDataModule):
             limit=limit,
             augment=augment,
         )
-        if c.name in ("synth_kws", "noisy_speech_commands"):
-            return NoisySpeechCommands(
-                c.root,
-                split,
-                classes=c.classes,
-                snr_db=list(c.snr_db),
-                require_manifest=c.name == "synth_kws",
-                unknown_ratio=c.unknown_ratio,
-                **common,
-            )
-        if c.name == "speech_commands":
-            return SpeechCommands(
-                c.root,
-                split,
-                classes=c.classes,
-                crop=c.crop,
-                unknown_ratio=c.unknown_ratio,
-                **common,
-            )
-        if c.name in EVENT_KINDS:
-            if c.name == "synth_events" and not (Path(c.root) / "events_manifest.csv").is_file():
-                raise MissingFileError(
-                    f"{c.root}/events_manifest.csv does not exist: a "
-                    "synth_events root needs it (use data.name fsd50k for "
-                    "real FSD50K)"
-                )
-            return FSD50K(c.root, split, crop=c.crop, **common)
-        return FolderDataset(c.root, split, classes=c.classes, task=c.task, crop=c.crop, **common)
+        return self.data_spec.split(c, split, **common)
 
     def describe_mixtures(
         self, split: str, n: int | None = None, epoch: int = 0
@@ -236,9 +282,10 @@ class AudioDataModule(pl.LightningDataModule):
         sampler = EpochSampler(len(ds), shuffle, self.cfg.seed, replicas, rank)
         if split == "train":
             self._train_sampler = sampler
-            sampler.set_epoch(ds.epoch)
+            sampler.set_epoch(self._train_epoch(ds))
         workers = self.cfg.num_workers
-        return DataLoader(
+        loader_class = ResumableLoader if split == "train" else DataLoader
+        loader = loader_class(
             ds,
             batch_size=self.cfg.batch_size,
             sampler=sampler,
@@ -248,6 +295,20 @@ class AudioDataModule(pl.LightningDataModule):
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.cfg.seed),
         )
+        if isinstance(loader, ResumableLoader):
+            self._train_loader = loader
+            if self._resume_state is not None:
+                loader.load_state_dict(self._resume_state)
+                self._resume_state = None
+        return loader
+
+    def _train_epoch(self, ds: Any) -> int:
+        """The epoch the training loader starts in: the trainer's (a resumed run starts in
+        the epoch it continues) when one is fitting, else the dataset's."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            return int(trainer.fit_loop.epoch_progress.current.processed)
+        return int(getattr(ds, "epoch", 0))
 
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train", shuffle=True)
@@ -257,6 +318,24 @@ class AudioDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in its epoch (saved by Lightning with every checkpoint)."""
+        if self._train_loader is None:
+            return {}
+        return {"train_loader": self._train_loader.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next training loader continue where the checkpoint's stopped.
+
+        Lightning restores the datamodule before anything asks for a loader (the optimizer's
+        schedule may build one to count the steps, before the loops are restored), so the
+        loader starts at the right epoch and batch whenever it is built. Ignored outside
+        fitting (e.g. when `trainer.test` loads the best checkpoint).
+        """
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.training:
+            self._resume_state = state_dict.get("train_loader")
 
     def set_epoch(self, epoch: int) -> None:
         """Select the training epoch (mixtures, crops, augmentation, shuffling)."""

@@ -13,14 +13,16 @@ Clips are cropped/padded like FSD50K (random crop for training, `crop` otherwise
 
 from __future__ import annotations
 
-from distill.errors import BadValueError, MissingFileError
-
 import csv
 import zlib
 from pathlib import Path
+from typing import Any
 
+from distill.config.schema import DataConfig
 from distill.data.audio import check_headers
 from distill.data.base import UNKNOWN, CroppedClips, Entry, canonical_split
+from distill.data.registry import register_dataset
+from distill.errors import BadValueError, MissingFileError
 
 LABELS_FILE = "labels.csv"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -28,7 +30,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 def hash_split(rel: str) -> str:
     """Split of a clip without split information (see module doc)."""
-    r = zlib.crc32(rel.encode()) % 10
+    r = zlib.crc32(rel.encode("utf-8", "surrogateescape")) % 10
     return "test" if r == 0 else "validation" if r == 1 else "train"
 
 
@@ -153,3 +155,11 @@ class FolderDataset(CroppedClips):
         if missing:
             raise BadValueError(f"classes {missing} do not occur in {self.root}")
         return names
+
+
+@register_dataset("folder")
+def build_folder(cfg: DataConfig, split: str, **common: Any) -> FolderDataset:
+    """Clips in class folders or a labels.csv (`data.name: folder`; data.task decides)."""
+    return FolderDataset(
+        cfg.root, split, classes=cfg.classes, task=cfg.task, crop=cfg.crop, **common
+    )

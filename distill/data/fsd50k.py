@@ -10,13 +10,15 @@ crop; without it spans are NaN.
 
 from __future__ import annotations
 
-from distill.errors import BadValueError, MissingFileError
-
 import csv
 from pathlib import Path
+from typing import Any
 
+from distill.config.schema import DataConfig
 from distill.data.audio import check_headers
 from distill.data.base import CroppedClips, Entry, canonical_split
+from distill.data.registry import register_dataset
+from distill.errors import BadValueError, MissingFileError
 
 GT_DIR = "FSD50K.ground_truth"
 AUDIO_DIRS = {"dev": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
@@ -125,3 +127,33 @@ class FSD50K(CroppedClips):
                 ev = events.get((group, fname), []) if events is not None else []
                 self.entries.append(Entry(path, target, f"{AUDIO_DIRS[group]}/{fname}", ev))
         self._finish(limit)
+
+
+def vocabulary_classes(cfg: DataConfig) -> list[str]:
+    """The classes of an FSD50K-layout data section, in vocabulary.csv order."""
+    return read_vocabulary(cfg.root)
+
+
+@register_dataset(
+    "fsd50k", task="multi_label", classes_from="vocabulary.csv", class_names=vocabulary_classes
+)
+def build_fsd50k(cfg: DataConfig, split: str, **common: Any) -> FSD50K:
+    """A split of FSD50K in its published layout (`data.name: fsd50k`)."""
+    return FSD50K(cfg.root, split, crop=cfg.crop, **common)
+
+
+@register_dataset(
+    "synth_events",
+    task="multi_label",
+    classes_from="vocabulary.csv",
+    class_names=vocabulary_classes,
+)
+def build_synth_events(cfg: DataConfig, split: str, **common: Any) -> FSD50K:
+    """A set from `distill data synth-events` (`synth_events`; its events_manifest.csv gives
+    the per-event onsets and is required)."""
+    if not (Path(cfg.root) / "events_manifest.csv").is_file():
+        raise MissingFileError(
+            f"{cfg.root}/events_manifest.csv does not exist: a synth_events root needs it (use "
+            "data.name fsd50k for real FSD50K)"
+        )
+    return FSD50K(cfg.root, split, crop=cfg.crop, **common)

@@ -11,8 +11,6 @@ A segment longer than a file's region wraps around inside that region (the regio
 
 from __future__ import annotations
 
-from distill.errors import BadValueError, MissingFileError
-
 import csv
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 
 from distill.data.audio import AudioFileError, load_audio, power
 from distill.data.base import canonical_split
+from distill.errors import BadValueError, MissingFileError
 
 NOISE_DIR = "_background_noise_"
 NOISE_SPLITS_FILE = "noise_splits.csv"
@@ -31,11 +30,18 @@ class NoiseBank:
     """Noise waveforms of one split, each with the sample region this split may use."""
 
     def __init__(
-        self, names: list[str], waves: list[torch.Tensor], regions: list[tuple[int, int]]
+        self,
+        names: list[str],
+        waves: list[torch.Tensor],
+        regions: list[tuple[int, int]],
+        paths: list[str] | None = None,
+        skipped: list[tuple[str, str]] | None = None,
     ) -> None:
         if not names:
             raise BadValueError("a noise bank needs at least one noise file")
         self.names, self.waves, self.regions = names, waves, regions
+        self.paths = list(paths) if paths is not None else []  # the files read (for fingerprints)
+        self.skipped = list(skipped or [])  # (path, reason) of bad files left out
 
     def __len__(self) -> int:
         return len(self.names)
@@ -64,7 +70,7 @@ class NoiseBank:
                 raise BadValueError(f"{split_file} assigns no noise file to the {split} split")
         else:
             chosen = [(f, TIME_FRACTIONS[split]) for f in files]
-        names, waves, regions = [], [], []
+        names, waves, regions, skipped = [], [], [], []
         for name, (lo, hi) in chosen:
             path = folder / name
             try:
@@ -74,6 +80,7 @@ class NoiseBank:
                     import warnings
 
                     warnings.warn(f"skipping noise file: {err}", stacklevel=2)
+                    skipped.append((str(path), str(err)))
                     continue
                 raise
             a, b = int(lo * wave.shape[0]), int(hi * wave.shape[0])
@@ -87,7 +94,7 @@ class NoiseBank:
             regions.append((a, b))
         if not names:
             raise BadValueError(f"no usable noise file for the {split} split in {folder}")
-        return cls(names, waves, regions)
+        return cls(names, waves, regions, [str(folder / n) for n in names], skipped)
 
     def choose(self, n: int, rng: np.random.Generator) -> tuple[int, int]:
         """A random (file index, start sample) for a segment of `n` samples."""

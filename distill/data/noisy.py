@@ -8,24 +8,35 @@ from `snr_db`, holds between the keyword's speech (the manifest's onset..offset 
 synthetic bank, the whole keyword clip for real Speech Commands) and the noise segment.
 `_silence_` items are noise only, at a gain drawn uniformly from [0, 1], spans all NaN.
 
-Training draws a new mixture every epoch from (seed, epoch, index), or from ``epoch %
+Training draws a new mixture every epoch from (seed, epoch, clip id), or from ``epoch %
 train_variants`` fixed variants per clip when `train_variants` > 0 (clip id ``<path>#v<k>``;
 ``<path>#e<epoch>`` without variants). Validation/test use one fixed mixture per clip
-(``<path>#eval``). Nothing is written to disk; `describe_mixtures` lists the parameters.
+(``<path>#eval``). A mixture never depends on the clip's position in the list, so adding or
+removing a file leaves every other clip's mixture as it was. Nothing is written to disk;
+`describe_mixtures` lists the parameters.
 """
 
 from __future__ import annotations
-
-from distill.errors import BadValueError, MissingFileError
 
 import math
 from pathlib import Path
 from typing import Any
 
+from distill.config.schema import DataConfig
 from distill.data.audio import empty_spans, load_audio, make_spans, noise_scale, place, power
 from distill.data.base import STREAM_MIX, ClipDataset, Entry, rng_for
 from distill.data.noise import NoiseBank
-from distill.data.speech_commands import bank_version, bank_words, list_keywords, resolve_classes, silence_entries, subsample_unknown
+from distill.data.registry import register_dataset
+from distill.data.speech_commands import (
+    bank_version,
+    bank_words,
+    config_classes,
+    list_keywords,
+    resolve_classes,
+    silence_entries,
+    subsample_unknown,
+)
+from distill.errors import BadValueError, MissingFileError
 
 
 class NoisySpeechCommands(ClipDataset):
@@ -78,10 +89,11 @@ class NoisySpeechCommands(ClipDataset):
         return math.ceil(info.frames * self.sample_rate / info.sample_rate)
 
     def mixture(self, index: int, draw: int) -> dict[str, Any]:
-        """Parameters of the mixture of item `index` at `draw` (pure function of both)."""
+        """Parameters of the mixture of item `index` at `draw` (a pure function of the item's
+        clip id, the draw, the seed and the split's noise files)."""
         entry = self.entries[index]
         n, sr = self.clip_samples, self.sample_rate
-        rng = rng_for(self.seed, STREAM_MIX, self.split, draw, index)
+        rng = rng_for(self.seed, STREAM_MIX, self.split, draw, entry.clip_id)
         if entry.path is None:
             k, start = self.noise.choose(n, rng)
             return {
@@ -156,3 +168,27 @@ class NoisySpeechCommands(ClipDataset):
     def speakers(self) -> set[str]:
         """Speakers of this split's keyword clips."""
         return {e.meta["speaker"] for e in self.entries if e.path is not None}
+
+
+def _noisy(cfg: DataConfig, split: str, require_manifest: bool, **common: Any) -> ClipDataset:
+    return NoisySpeechCommands(
+        cfg.root,
+        split,
+        classes=cfg.classes,
+        snr_db=list(cfg.snr_db),
+        require_manifest=require_manifest,
+        unknown_ratio=cfg.unknown_ratio,
+        **common,
+    )
+
+
+@register_dataset("noisy_speech_commands", task="single_label", class_names=config_classes)
+def build_noisy_speech_commands(cfg: DataConfig, split: str, **common: Any) -> ClipDataset:
+    """Speech Commands keywords placed inside background noise (`noisy_speech_commands`)."""
+    return _noisy(cfg, split, require_manifest=False, **common)
+
+
+@register_dataset("synth_kws", task="single_label", class_names=config_classes)
+def build_synth_kws(cfg: DataConfig, split: str, **common: Any) -> ClipDataset:
+    """A keyword bank from `distill data synth-kws` (`synth_kws`; its manifest is required)."""
+    return _noisy(cfg, split, require_manifest=True, **common)

@@ -15,7 +15,8 @@ Class sets (`classes`):
   list map to it; without it such a word is an error) and `_silence_`.
 `_silence_` items: ``ceil(n_words / 10)`` per split (about 1/11 of the split, as in the standard
 setup), each a clip of that split's background noise (see `distill.data.noise`) at a gain drawn
-uniformly from [0, 1]; file, start and gain are fixed per (seed, split, item).
+uniformly from [0, 1]; file, start and gain are fixed per (seed, split, clip id). Random crops
+(`crop: random`) are drawn from the clip id too, never from the clip's position in the list.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from distill.config.schema import DataConfig
 from distill.data.audio import check_headers, empty_spans, load_audio, make_spans, place
 from distill.data.base import (
     SILENCE,
@@ -38,6 +40,7 @@ from distill.data.base import (
     rng_for,
 )
 from distill.data.noise import NoiseBank
+from distill.data.registry import register_dataset
 from distill.errors import BadValueError, MissingFileError
 
 CORE_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -236,9 +239,8 @@ def subsample_unknown(entries: list[Entry], class_names: list[str], ratio: float
     if not known or n_classes == 0:
         return entries
     keep = min(len(others), math.ceil(ratio * len(known) / n_classes))
-    chosen = set(
-        sorted(range(len(others)), key=lambda i: zlib.crc32(others[i].clip_id.encode()))[:keep]
-    )
+    ids = [e.clip_id.encode("utf-8", "surrogateescape") for e in others]  # names not UTF-8 too
+    chosen = set(sorted(range(len(others)), key=lambda i: zlib.crc32(ids[i]))[:keep])
     return known + [e for i, e in enumerate(others) if i in chosen]
 
 
@@ -296,12 +298,12 @@ class SpeechCommands(ClipDataset):
     def _load(self, entry: Entry, index: int, draw: int):
         n = self.clip_samples
         if entry.path is None:  # silence
-            rng = rng_for(self.seed, STREAM_SILENCE, self.split, 0, entry.meta["silence"])
+            rng = rng_for(self.seed, STREAM_SILENCE, self.split, 0, entry.clip_id)
             noise, _, start = self.noise.segment(n, rng)
             return noise * float(rng.uniform(0.0, 1.0)), start, empty_spans()
         wave = load_audio(entry.path, self.sample_rate)
         wave = place(wave, self._source_len(entry), 0)
-        rng = rng_for(self.seed, STREAM_CROP, self.split, draw, index)
+        rng = rng_for(self.seed, STREAM_CROP, self.split, draw, entry.clip_id)
         wave, offset = crop_wave(wave, n, self.crop, rng)
         spans = make_spans(entry.events, offset / self.sample_rate, self.clip_seconds)
         return wave, offset, spans
@@ -314,3 +316,21 @@ class SpeechCommands(ClipDataset):
     def speakers(self) -> set[str]:
         """Speakers of this split's keyword clips."""
         return {e.meta["speaker"] for e in self.entries if e.path is not None}
+
+
+def config_classes(cfg: DataConfig) -> list[str]:
+    """The classes of a keyword data section: `data.classes` resolved against `data.root`."""
+    return resolve_classes(cfg.root, cfg.classes)
+
+
+@register_dataset("speech_commands", task="single_label", class_names=config_classes)
+def build_speech_commands(cfg: DataConfig, split: str, **common: Any) -> SpeechCommands:
+    """A split of Speech Commands in its published layout (`data.name: speech_commands`)."""
+    return SpeechCommands(
+        cfg.root,
+        split,
+        classes=cfg.classes,
+        crop=cfg.crop,
+        unknown_ratio=cfg.unknown_ratio,
+        **common,
+    )

@@ -35,12 +35,18 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(axis=1) == labels).mean())
 
 
-def check_float(path: Path, torch_logits: np.ndarray, onnx_logits: np.ndarray, minimum: float):
+def check_float(
+    path: Path,
+    torch_logits: np.ndarray,
+    onnx_logits: np.ndarray,
+    minimum: float,
+    runtime: str = "onnxruntime",
+):
     """Raise ParityError when argmax agreement is below `minimum`; returns the agreement."""
     agree = agreement(torch_logits, onnx_logits)
     if agree < minimum:
         raise ParityError(
-            f"{path}: onnxruntime argmax agrees with PyTorch on {agree:.2%} of the validation "
+            f"{path}: {runtime} argmax agrees with PyTorch on {agree:.2%} of the validation "
             f"clips, below the required {minimum:.2%} (max |logit diff| "
             f"{np.abs(torch_logits - onnx_logits).max():.3g}); the export is broken"
         )
@@ -76,6 +82,7 @@ def export_run(
         raise BadValueError(f"calib_split must be train or val (never test), given {calib_split!r}")
     checkpoint, run_dir = resolve(target)
     module = load_module(checkpoint)
+    qat = load_qat_student(run_dir)  # before any work: a refused artifact stops the export
     if data_overrides:
         module.cfg = with_data_overrides(module.cfg, data_overrides)
     out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
@@ -97,7 +104,6 @@ def export_run(
         "calibration_split": calib_split if int8 else None,
     }
     models: dict[str, Any] = {"float": module.student}
-    qat = load_qat_student(run_dir)
     if qat is not None:
         models["qat_float"] = qat[0]
     files: dict[str, dict[str, Any]] = {}
@@ -193,7 +199,8 @@ def format_report(report: dict[str, Any]) -> str:
         if "agreement_with_torch" in e:
             parts.append(f"argmax agreement with torch {e['agreement_with_torch']:.2%}")
         if "agreement_with_float" in e:
-            parts.append(f"agreement with float ONNX {e['agreement_with_float']:.2%}")
+            fmt = "LiteRT" if report.get("runtime") == "LiteRT" else "ONNX"
+            parts.append(f"agreement with float {fmt} {e['agreement_with_float']:.2%}")
         if "accuracy" in e:
             parts.append(f"acc {e['accuracy']:.4f}")
         if "accuracy_change_vs_float" in e and name != "float":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.trainer.states import TrainerFn
 
-from distill.deploy.pt2e import QATStudent, prepare_qat
+from distill.deploy.pt2e import prepare_qat
 from distill.errors import BadValueError, UsageError
-from distill.files import write_json
-from distill.pipeline.artifacts import QAT_DIR, QAT_STUDENT, frames_of
+from distill.files import atomic_path
+from distill.pipeline.artifacts import QAT_DIR, QAT_STUDENT, frames_of, load_checkpoint_module
+from distill.pipeline.results import FitResult, QATResult
+from distill.pipeline.session import RunSession
 
 QAT_STATE = "qat_state.pt"
 
@@ -47,9 +50,11 @@ class _KeepBest(pl.Callback):
             self.state = {
                 k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()
             }
-            torch.save(
-                {"state_dict": self.state, "monitor": self.monitor, "value": self.best}, self.path
-            )
+            best = {"state_dict": self.state, "monitor": self.monitor, "value": self.best}
+            buffer = io.BytesIO()  # written whole: a full disk is an OSError naming the file
+            torch.save(best, buffer)
+            with atomic_path(self.path) as tmp:
+                tmp.write_bytes(buffer.getvalue())
 
 
 def qat_config(cfg: DictConfig) -> DictConfig:
@@ -69,24 +74,30 @@ def run_qat(
     checkpoint: str | Path,
     cfg: DictConfig | None = None,
     run_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> QATResult:
     """Fine-tune the checkpoint's student with fake-quant (PT2E, X86 scheme) and the recipe's
-    losses, keep the best validation epoch, write `<run_dir>/qat/qat_student.pt` (the float
-    weights, loadable with `distill.pipeline.artifacts.load_student`) and `qat_results.json`."""
-    from distill.core.module import DistillModule
-    from distill.pipeline.artifacts import save_student
-    from distill.pipeline.session import build_trainer, monitor_of, open_session
+    losses, keep the best validation epoch, write `<run_dir>/qat/qat_student.safetensors` (the
+    float weights, loadable with `distill.pipeline.artifacts.load_student`) and
+    `qat_results.json`."""
+    from distill.pipeline.session import open_session
 
     start = time.time()
     checkpoint = Path(checkpoint)
-    module = DistillModule.load_from_checkpoint(
-        str(checkpoint), map_location="cpu", weights_only=False
-    )
+    module = load_checkpoint_module(checkpoint)
     cfg = qat_config(cfg if cfg is not None else module.cfg)
     module = with_losses(module, cfg)
     out_dir = Path(run_dir) / QAT_DIR if run_dir else checkpoint.parent.parent / QAT_DIR
-    session = open_session(cfg, out_dir, new_run_dir=False)
-    datamodule = session.datamodule
+    with open_session(cfg, out_dir, new_run_dir=False) as session:
+        return _qat_in(session, module, checkpoint, start)
+
+
+def _qat_in(session: RunSession, module: Any, checkpoint: Path, start: float) -> QATResult:
+    """`run_qat` inside its run session (which holds the qat folder's lock)."""
+    from distill.core.module import build_student
+    from distill.pipeline.artifacts import student_info, write_student
+    from distill.pipeline.session import build_trainer, monitor_of
+
+    cfg, out_dir, datamodule = session.cfg, session.run_dir, session.datamodule
     has_feature_tap = module._tap is not None
     has_attention_tap = module._attention_tap is not None
     taps = _taps(module)
@@ -108,38 +119,41 @@ def run_qat(
     if keep.state is None:
         raise UsageError("QAT ran no validation epoch: set trainer.limit_val_batches > 0")
     student.load_state_dict(keep.state)
-    plain = module_with_student(module, student)
-    save_student(plain, out_dir / QAT_STUDENT)
-    results = {
-        "checkpoint": str(checkpoint),
-        "monitor": monitor,
-        "best_val": keep.best,
-        "best_epoch": keep.best_epoch,
-        "val_scores": keep.scores,
-        "epochs": cfg.qat.epochs,
-        "weight_bits": cfg.qat.weight_bits,
-        "fake_quant": scope,
-        "freeze_bn": freeze_bn,
-        "fake_quant_modules": student.fake_quant_count(),
-        "quantized_layers": student.quantized_modules(),
-        "qat_student": str(out_dir / QAT_STUDENT),
-        "wall_seconds": round(time.time() - start, 1),
-    }
-    write_json(out_dir / "qat_results.json", results)
-    results["qat_module"] = student
+    plain_state = student.student_state_dict()
+    # the deployable student's keys exactly (strict load into a fresh plain student)
+    build_student(cfg.student, len(module.class_names), module.frontend.n_features).load_state_dict(
+        plain_state
+    )
+    write_student(out_dir / QAT_STUDENT, plain_state, student_info(module))
+    results = QATResult(
+        checkpoint=str(checkpoint),
+        monitor=monitor,
+        best_val=keep.best,
+        best_epoch=keep.best_epoch,
+        val_scores=keep.scores,
+        epochs=cfg.qat.epochs,
+        weight_bits=cfg.qat.weight_bits,
+        fake_quant=scope,
+        freeze_bn=freeze_bn,
+        fake_quant_modules=student.fake_quant_count(),
+        quantized_layers=student.quantized_modules(),
+        qat_student=str(out_dir / QAT_STUDENT),
+        wall_seconds=round(time.time() - start, 1),
+        module=student,
+    )
+    results.write(out_dir / "qat_results.json")
     return results
 
 
 def with_losses(module: Any, cfg: DictConfig) -> Any:
-    """`module` itself when `cfg.losses` equals its own; otherwise a module built with the new
-    losses, carrying over the student and every aux weight whose name and shape still match
-    (e.g. the trained attention head when only a weight changed)."""
+    """`module` itself when `cfg.losses` switches on the same terms with the same settings as its
+    own (the registry's signature); otherwise a module built with the new losses, carrying over
+    the student and every aux weight whose name and shape still match (e.g. the trained
+    attention head when only a weight changed)."""
+    from distill.core.losses.registry import loss_signature
     from distill.core.module import DistillModule
 
-    def plain(losses: DictConfig) -> dict:
-        return OmegaConf.to_container(losses, resolve=True)
-
-    if plain(cfg.losses) == plain(module.cfg.losses):
+    if loss_signature(cfg.losses) == loss_signature(module.cfg.losses):
         return module
     hp = module.hparams
     rebuilt = DistillModule(
@@ -170,40 +184,17 @@ def _taps(module: Any) -> list[tuple[str, str]]:
     return taps
 
 
-def module_with_student(module: Any, qat: QATStudent) -> Any:
-    """A DistillModule-like view whose `student` is the plain student with the QAT weights."""
-    from distill.core.module import build_student
-
-    plain = build_student(module.cfg.student, len(module.class_names), module.frontend.n_features)
-    plain.load_state_dict(qat.student_state_dict())
-
-    class _View:
-        cfg = module.cfg
-        class_names = module.class_names
-        frontend = module.frontend
-        clip_seconds = module.clip_seconds
-        student = plain
-
-        @staticmethod
-        def student_state_dict() -> dict[str, torch.Tensor]:
-            return {k: v.detach().cpu().clone() for k, v in plain.state_dict().items()}
-
-    return _View()
-
-
-__all__ = ["qat_config", "run_qat"]
-
-
-def fit_with_qat(cfg: DictConfig, **fit_options: Any) -> dict[str, Any]:
+def fit_with_qat(cfg: DictConfig, **fit_options: Any) -> FitResult:
     """`distill fit`, then (when the recipe sets qat.enabled) QAT of its best checkpoint, whose
     results join the run's results.json under "qat"."""
     from distill.pipeline.fit import fit
 
     results = fit(cfg, **fit_options)
-    if not cfg.qat.enabled or "rank" in results:  # QAT runs once, on rank 0
+    if not cfg.qat.enabled or results.rank is not None:  # QAT runs once, on rank 0
         return results
-    qat = run_qat(results["best_checkpoint"], cfg, results["run_dir"])
-    qat.pop("qat_module", None)
-    results["qat"] = qat
-    write_json(Path(results["run_dir"]) / "results.json", results)
+    results.qat = run_qat(results.best_checkpoint, cfg, results.run_dir).to_dict()
+    results.write(Path(results.run_dir) / "results.json")
     return results
+
+
+__all__ = ["fit_with_qat", "qat_config", "run_qat"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,10 @@ from omegaconf import DictConfig
 
 from distill.config import apply_overrides
 from distill.core.losses.arms import Arm
+from distill.core.losses.registry import loss_needs
 from distill.errors import BadValueError, MissingFileError
+from distill.pipeline.artifacts import STUDENT_FILE
+from distill.pipeline.results import FitResult
 from distill.report.results import result_row, write_rows
 
 
@@ -30,12 +32,15 @@ def run_grid(
     out_dir: str | Path,
     collect_only: bool = False,
     jobs: int = 1,
+    stream_eval_hours: float | None = None,
 ) -> Path:
     """Run (or skip, when finished) every student x arm x seed; write results.csv; return it.
 
     With `jobs` > 1 that many runs train side by side in their own processes. With
     `collect_only`, nothing is trained: the finished runs are tabulated and the missing ones
-    listed (for grids split over several processes, each of which writes its own arms)."""
+    listed (for grids split over several processes, each of which writes its own arms).
+    With `stream_eval_hours`, every finished run also gets the streaming metric over that many
+    hours of negative audio (`stream_columns`; reused when unchanged) in extra columns."""
     from distill.caches.build import build_caches
     from distill.experiments.grid import GridRun, train_runs
 
@@ -78,7 +83,7 @@ def run_grid(
         build_caches(cfg, teacher=_needs_teacher_cache(cfg, arm_objs), features=jobs > 1)
         train_runs(pending, jobs)
     rows = [
-        result_row(student, arm, seed, json.loads((run_dir / "results.json").read_text()))
+        result_row(student, arm, seed, FitResult.read(run_dir / "results.json"))
         for student, arm, seed, run_dir in cells
         if run_dir not in missing
     ]
@@ -92,14 +97,31 @@ def run_grid(
             f"students {', '.join(student_names)} and arms {', '.join(arms)}"
         )
     latency = {
-        s: student_latency(Path(r["run_dir"]) / "student.pt")
+        s: student_latency(Path(r["run_dir"]) / STUDENT_FILE)
         for s, r in {row["student"]: row for row in rows}.items()
     }
     for row in rows:
         row["latency_ms_b1"] = latency[row["student"]]
+        if stream_eval_hours is not None:
+            row.update(stream_columns(Path(row["run_dir"]), stream_eval_hours))
     csv_path = out_dir / "results.csv"
     write_rows(csv_path, rows)
     return csv_path
+
+
+def stream_columns(run_dir: Path, hours: float) -> dict[str, float | None]:
+    """The streaming metric of a finished run (written to <run>/stream_eval/) as CSV columns."""
+    from distill.deploy.stream_run import (
+        EvalStreamOptions,
+        eval_stream_model,
+        frr_columns,
+        model_recipe,
+    )
+
+    print(f"compare: streaming metric of {run_dir} over {hours:g} h of negatives", flush=True)
+    options = EvalStreamOptions(hours=hours)
+    result = eval_stream_model(run_dir, model_recipe(run_dir), options=options, progress=False)
+    return frr_columns(result)
 
 
 def student_latency(student_file: Path, runs: int = 100) -> float:
@@ -120,7 +142,9 @@ def student_latency(student_file: Path, runs: int = 100) -> float:
 
 
 def _needs_teacher_cache(cfg: DictConfig, arms: list[Arm]) -> bool:
-    needs_teacher = any(
-        t in ("logit", "temporal", "hint", "at", "shuffled") for a in arms for t in a.tokens
+    """Whether any arm's losses read teacher outputs that the teacher cache must hold."""
+    if cfg.teacher.kind == "none" or not bool(cfg.teacher.cache):
+        return False
+    return any(
+        "teacher" in loss_needs(apply_overrides(cfg, arm.overrides(cfg)).losses) for arm in arms
     )
-    return needs_teacher and cfg.teacher.kind != "none" and bool(cfg.teacher.cache)

@@ -90,7 +90,7 @@ def train_runs(runs: list[GridRun], jobs: int = 1) -> None:
                 failed.append((run, err))
                 print(f"compare: {run.label}: FAILED ({type(err).__name__}: {err})", flush=True)
                 continue
-            print(f"compare: {run.label}: done in {results['wall_seconds']:.0f} s", flush=True)
+            print(f"compare: {run.label}: done in {results.wall_seconds:.0f} s", flush=True)
     if failed:
         names = "; ".join(f"{run.label} ({run.run_dir})" for run, _ in failed)
         raise UsageError(

@@ -8,8 +8,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from distill.config import apply_overrides
+from distill.core.losses.registry import distillation_off
 from distill.core.module import DistillModule
 from distill.errors import MissingFileError
+from distill.pipeline.artifacts import load_checkpoint_module
 
 
 def evaluate_checkpoint(
@@ -23,21 +25,11 @@ def evaluate_checkpoint(
     path = Path(checkpoint)
     if not path.is_file():
         raise MissingFileError(f"checkpoint {path} does not exist")
-    module = DistillModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
+    module = load_checkpoint_module(path)
     cfg = module.cfg
     if overrides:
         cfg = apply_overrides(cfg, overrides)
-    eval_cfg = OmegaConf.merge(
-        cfg,
-        {
-            "losses": {
-                "logit_kd": {"weight": 0},
-                "hint": {"weight": 0},
-                "attention_transfer": {"weight": 0},
-                "temporal_kd": {"weight": 0},
-            }
-        },
-    )
+    eval_cfg = OmegaConf.merge(cfg, {"losses": distillation_off(cfg.losses)})
     plain = DistillModule(
         eval_cfg, module.hparams.num_classes, module.task, module.class_names, module.clip_seconds
     )

@@ -12,27 +12,44 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from distill.core.losses.registry import loss_needs, terms_needing
 from distill.core.module import DistillModule
+from distill.data.base import SPLITS, skipped_files
 from distill.errors import BadValueError
-from distill.files import write_json
-from distill.pipeline.artifacts import STUDENT_FILE, save_student
+from distill.pipeline.artifacts import (
+    STUDENT_FILE,
+    load_checkpoint_module,
+    read_checkpoint,
+    save_student,
+)
+from distill.pipeline.results import FitResult
+from distill.pipeline.resume import ExactResume, LastCheckpoint
 from distill.pipeline.samples import SAMPLES_FILE, dump_attention_samples
-from distill.pipeline.session import build_trainer, monitor_of, open_session
+from distill.pipeline.session import RunSession, build_trainer, monitor_of, open_session
 from distill.students.profile import count_macs, count_params
 
+LAST_FILE = "last.ckpt"
 
-def checkpoint_callback(run_dir: Path, monitor: str, every_n_steps: int | None) -> ModelCheckpoint:
-    """Best-on-validation checkpoint plus `last.ckpt` (also saved every N steps, for resume)."""
+
+def checkpoint_callback(run_dir: Path, monitor: str) -> ModelCheckpoint:
+    """`best.ckpt`: the best validated state. Written only when a validation ends (never on a
+    training step or an epoch without validation), so its weights are the ones whose
+    `monitor` value it stores."""
     return ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
         filename="best",
         monitor=monitor,
         mode="max",
-        save_last=True,
+        save_last=False,
         save_top_k=1,
-        every_n_train_steps=every_n_steps,
+        save_on_train_epoch_end=False,
         enable_version_counter=False,
     )
+
+
+def resume_callbacks(run_dir: Path, every_n_steps: int | None) -> list[pl.Callback]:
+    """`last.ckpt` (every epoch end and every N steps) and what makes resuming from it exact."""
+    return [LastCheckpoint(run_dir / "checkpoints" / LAST_FILE, every_n_steps), ExactResume()]
 
 
 def fit(
@@ -41,20 +58,39 @@ def fit(
     resume: bool = False,
     checkpoint_every_n_steps: int | None = None,
     extra_callbacks: list[pl.Callback] | None = None,
-) -> dict[str, Any]:
-    """Train the recipe's student, test the best checkpoint, write results.json and student.pt."""
+) -> FitResult:
+    """Train the recipe's student, test the best checkpoint, write results.json and the student."""
     start = time.time()
     if cfg.trainer.max_epochs < 1:
         raise BadValueError(f"trainer.max_epochs must be >= 1, given {cfg.trainer.max_epochs}")
+    if checkpoint_every_n_steps is not None and checkpoint_every_n_steps < 1:
+        raise BadValueError(
+            f"--checkpoint-every must be >= 1 (steps), given {checkpoint_every_n_steps}"
+        )
     if resume and run_dir is None:
         raise BadValueError(
             "--resume needs the run directory to continue (distill fit ... --run-dir)"
         )
-    session = open_session(cfg, run_dir, resume=resume)
-    run_dir, datamodule, teacher = session.run_dir, session.datamodule, session.teacher
-    if cfg.losses.temporal_kd.weight > 0 and cfg.losses.temporal_kd.target == "span":
-        require_spans(datamodule.dataset("train"), cfg.data.root)
-    teacher_dim = teacher_hidden_dim(teacher) if cfg.losses.hint.weight > 0 else None
+    with open_session(cfg, run_dir, resume=resume) as session:
+        return _fit_in(session, resume, checkpoint_every_n_steps, extra_callbacks, start)
+
+
+def _fit_in(
+    session: RunSession,
+    resume: bool,
+    checkpoint_every_n_steps: int | None,
+    extra_callbacks: list[pl.Callback] | None,
+    start: float,
+) -> FitResult:
+    """`fit` inside its run session (which holds the run directory's lock)."""
+    cfg, run_dir, datamodule = session.cfg, session.run_dir, session.datamodule
+    teacher = session.teacher
+    needs = loss_needs(cfg.losses)
+    if "spans" in needs:
+        require_spans(
+            datamodule.dataset("train"), cfg.data.root, terms_needing(cfg.losses, "spans")
+        )
+    teacher_dim = teacher_hidden_dim(teacher) if "hidden" in needs else None
     module = DistillModule(
         cfg,
         num_classes=datamodule.num_classes,
@@ -65,18 +101,16 @@ def fit(
     )
     session.connect(module)
     monitor = monitor_of(cfg, datamodule.task)
-    ckpt = checkpoint_callback(run_dir, monitor, checkpoint_every_n_steps)
-    trainer = build_trainer(cfg, run_dir, callbacks=[ckpt, *(extra_callbacks or [])])
-    last = run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if resume and ckpt_path is None:
-        print(f"distill fit: no checkpoint in {last.parent} yet, starting from scratch")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    best = ckpt.best_model_path or str(last)
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    ckpt = checkpoint_callback(run_dir, monitor)
+    callbacks = [ckpt, *resume_callbacks(run_dir, checkpoint_every_n_steps)]
+    trainer = _train(session, module, resume, [*callbacks, *(extra_callbacks or [])])
+    best = ckpt.best_model_path or str(run_dir / "checkpoints" / LAST_FILE)
+    test = trainer.test(
+        module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True
+    )[0]
     if not trainer.is_global_zero:
-        return {"rank": trainer.global_rank, "test": {k: float(v) for k, v in test.items()}}
-    best_module = DistillModule.load_from_checkpoint(best, map_location="cpu", weights_only=False)
+        return FitResult(rank=trainer.global_rank, test={k: float(v) for k, v in test.items()})
+    best_module = load_checkpoint_module(best)
     if isinstance(module.teacher_source, torch.nn.Module):
         module.teacher_source.cpu()
     best_module.set_teacher_source(module.teacher_source)
@@ -87,30 +121,55 @@ def fit(
     frames = best_module.frontend.num_frames(
         int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
     )
-    results = {
-        "recipe": cfg.name,
-        "student": cfg.student.target or cfg.student.name,
-        "params": count_params(best_module.student),
-        "macs": count_macs(best_module.student, (1, best_module.frontend.n_features, frames)),
-        "task": datamodule.task,
-        "monitor": monitor,
-        "best_val": _float(ckpt.best_model_score),
-        "test": {k: float(v) for k, v in test.items()},
-        "best_checkpoint": best,
-        "epochs": trainer.current_epoch,
-        "seed": cfg.trainer.seed,
-        "wall_seconds": round(time.time() - start, 1),
-        "run_dir": str(run_dir),
-    }
-    write_json(run_dir / "results.json", results)
+    results = FitResult(
+        recipe=cfg.name,
+        student=cfg.student.target or cfg.student.name,
+        params=count_params(best_module.student),
+        macs=count_macs(best_module.student, (1, best_module.frontend.n_features, frames)),
+        task=datamodule.task,
+        monitor=monitor,
+        best_val=_float(ckpt.best_model_score),
+        test={k: float(v) for k, v in test.items()},
+        best_checkpoint=best,
+        epochs=trainer.current_epoch,
+        seed=cfg.trainer.seed,
+        wall_seconds=round(time.time() - start, 1),
+        run_dir=str(run_dir),
+        skipped_files=skipped_files(datamodule.dataset(s) for s in SPLITS),
+    )
+    results.write(run_dir / "results.json")
     return results
 
 
-def require_spans(dataset: Any, root: str) -> None:
-    """Refuse the `span` control on data whose manifest gives no keyword/event spans."""
+def _train(
+    session: RunSession, module: DistillModule, resume: bool, callbacks: list[pl.Callback]
+) -> pl.Trainer:
+    """Fit `module`; with `resume`, continue from last.ckpt (mid-epoch too), logs appended."""
+    last = session.run_dir / "checkpoints" / LAST_FILE
+    resume_step = resume_step_of(last) if resume else None
+    trainer = build_trainer(session.cfg, session.run_dir, callbacks, resume_step=resume_step)
+    ckpt_path = None if resume_step is None else str(last)
+    trainer.fit(module, datamodule=session.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return trainer
+
+
+def resume_step_of(last: Path) -> int | None:
+    """The global step of the checkpoint `--resume` continues from (None: start afresh)."""
+    if not last.is_file():
+        print(f"distill fit: no checkpoint in {last.parent} yet, starting from scratch")
+        return None
+    return int(read_checkpoint(last).get("global_step", 0))
+
+
+def require_spans(dataset: Any, root: str, terms: list[str]) -> None:
+    """Refuse loss terms that need ground-truth spans (e.g. the `span` control,
+    losses.temporal_kd.target=span) on data whose manifest gives none."""
     if not any(entry.events for entry in dataset.entries):
+        what = ", ".join(
+            "losses.temporal_kd.target=span" if t == "temporal_kd" else f"losses.{t}" for t in terms
+        )
         raise BadValueError(
-            f"losses.temporal_kd.target=span needs ground-truth spans, but the data in {root} has "
+            f"{what} needs ground-truth spans, but the data in {root} has "
             "none (no manifest onsets/offsets, e.g. FSD50K without events_manifest.csv)"
         )
 
@@ -119,7 +178,10 @@ def teacher_hidden_dim(teacher: Any) -> int:
     """Width of the teacher's hidden states (for the hint projection)."""
     dim = getattr(teacher, "hidden_dim", None)
     if dim is None:
-        raise BadValueError("losses.hint needs a teacher that reports `hidden_dim`")
+        raise BadValueError(
+            "the recipe's losses need the teacher's hidden states (e.g. losses.hint), but the "
+            "teacher reports no `hidden_dim`"
+        )
     return int(dim)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from distill.core.losses import LossInputs
+from distill.files import atomic_path
 
 SAMPLES_FILE = "attention_samples.npz"
 
@@ -39,15 +40,16 @@ def dump_attention_samples(module: Any, datamodule: Any, path: Path, n: int = 6)
             arrays["teacher_attention"] = teacher["teacher_attention"].float().cpu().numpy()
     if not arrays:
         return None
-    np.savez_compressed(
-        path,
-        waveform=batch["waveform"].numpy().astype(np.float16),
-        spans=batch["spans"].numpy(),
-        labels=batch["label"].numpy(),
-        predictions=logits.argmax(-1).numpy(),
-        clip_ids=np.array(batch["clip_id"]),
-        class_names=np.array(module.class_names),
-        clip_seconds=np.array(module.clip_seconds),
-        **arrays,
-    )
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # disk full: no partial file left
+        np.savez_compressed(
+            fh,
+            waveform=batch["waveform"].numpy().astype(np.float16),
+            spans=batch["spans"].numpy(),
+            labels=batch["label"].numpy(),
+            predictions=logits.argmax(-1).numpy(),
+            clip_ids=np.array(batch["clip_id"]),
+            class_names=np.array(module.class_names),
+            clip_seconds=np.array(module.clip_seconds),
+            **arrays,
+        )
     return path

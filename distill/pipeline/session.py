@@ -18,9 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from distill.caches.feature_cache import attach_feature_cache
 from distill.caches.teacher_cache import attach_teacher
 from distill.config import to_yaml
+from distill.config.loader import check_recipe
 from distill.core.teacher_source import check_class_names, load_teacher_for
 from distill.errors import BadValueError, UsageError
-from distill.files import write_text
+from distill.files import FolderLock, lock_folder, write_text
+from distill.pipeline.resume import AtomicCheckpointIO, ResumableCSVLogger
 
 RUN_DIR_ENV = "DISTILL_RUN_DIR"
 
@@ -37,29 +39,56 @@ def make_run_dir(cfg: DictConfig, run_dir: str | Path | None = None, resume: boo
     """Create the run directory (default `<run_dir>/<name>/<timestamp>`) holding config.yaml.
 
     A given directory that already holds a run (checkpoints or results) is refused unless
-    `resume`, so two runs never mix their checkpoints and logs.
+    `resume`, so two runs never mix their checkpoints and logs. The check and config.yaml are
+    done under the directory's lock (released on return; `claim_run_dir` keeps it).
     """
-    if run_dir is not None and not resume and os.environ.get("LOCAL_RANK", "0") == "0":
-        held = [p for p in ("checkpoints", "results.json") if (Path(run_dir) / p).exists()]
-        if held:
-            raise FileExistsError(
-                f"run directory {run_dir} already holds a run ({', '.join(held)}): continue it "
-                "with --resume, or choose another --run-dir"
-            )
-    if run_dir is None and os.environ.get("LOCAL_RANK", "0") != "0":
+    return claim_run_dir(cfg, run_dir, resume)[0]
+
+
+def claim_run_dir(
+    cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = False
+) -> tuple[Path, FolderLock | None]:
+    """`make_run_dir` that also returns the run directory's lock, held while the lock object
+    lives: another process claiming the directory meanwhile is refused naming this PID. A DDP
+    child joins the run its rank 0 created and holds no lock (None)."""
+    child = os.environ.get("LOCAL_RANK", "0") != "0"
+    if run_dir is None and child:
         run_dir = os.environ.get(RUN_DIR_ENV)  # a DDP child joins the run its rank 0 created
-    if run_dir is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(cfg.run_dir) / cfg.name / stamp
-        suffix = 1
-        while run_dir.exists():
-            run_dir = Path(cfg.run_dir) / cfg.name / f"{stamp}-{suffix}"
-            suffix += 1
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = None if child else lock_run_dir(run_dir)
+    held = [p for p in ("checkpoints", "results.json") if (run_dir / p).exists()]
+    if held and not resume and not child:
+        lock = None  # released now, unless another session of this process holds it
+        raise FileExistsError(
+            f"run directory {run_dir} already holds a run ({', '.join(held)}): continue it "
+            "with --resume, or choose another --run-dir"
+        )
     os.environ[RUN_DIR_ENV] = str(run_dir)
     save_config(cfg, run_dir / "config.yaml")
-    return run_dir
+    return run_dir, lock
+
+
+def new_run_dir(cfg: DictConfig) -> Path:
+    """A new, empty `<run_dir>/<name>/<timestamp>[-N]` (two processes never get the same)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.run_dir) / cfg.name
+    base.mkdir(parents=True, exist_ok=True)
+    for suffix in range(10_000):
+        run_dir = base / (f"{stamp}-{suffix}" if suffix else stamp)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        return run_dir
+    raise FileExistsError(f"no free run directory name under {base} for {stamp}")
+
+
+def lock_run_dir(run_dir: Path) -> FolderLock | None:
+    """The run directory's lock (see `distill.files.FolderLock`); None in a DDP child."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return None
+    return lock_folder(run_dir, "run directory")
 
 
 def save_config(cfg: DictConfig, path: Path) -> None:
@@ -94,14 +123,26 @@ def resolve_wandb_mode(mode: str) -> str:
     return mode
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list[pl.loggers.Logger]:
-    """Loggers named by the recipe: CSV always, TensorBoard and wandb on request."""
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+def build_loggers(
+    cfg: DictConfig, run_dir: Path, resume_step: int | None = None
+) -> list[pl.loggers.Logger]:
+    """Loggers named by the recipe: CSV always, TensorBoard and wandb on request.
+
+    `resume_step`: the global step of the checkpoint a resumed run continues from; the logs
+    keep what was logged before it and append (csv/metrics.csv keeps its rows of earlier
+    steps, TensorBoard hides the events of the interrupted run from that step on).
+    """
+    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
     log_cfg = cfg.logger
-    loggers: list[pl.loggers.Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="csv")]
+    loggers: list[pl.loggers.Logger] = [
+        ResumableCSVLogger(str(run_dir), name="", version="csv", keep_below_step=resume_step)
+    ]
     if log_cfg.tensorboard:
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
+        purge = {} if resume_step is None else {"purge_step": resume_step}
+        loggers.append(
+            TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", **purge)
+        )
     if log_cfg.wandb:
         mode = resolve_wandb_mode(log_cfg.wandb_mode)
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -122,9 +163,11 @@ def build_trainer(
     cfg: DictConfig,
     run_dir: Path,
     callbacks: list[pl.Callback] | None = None,
+    resume_step: int | None = None,
     **overrides: Any,
 ) -> pl.Trainer:
-    """A Lightning Trainer configured from the recipe's `trainer` and `logger` sections."""
+    """A Lightning Trainer configured from the recipe's `trainer` and `logger` sections;
+    checkpoints are written atomically. `resume_step`: see `build_loggers`."""
     t = cfg.trainer
     kwargs: dict[str, Any] = dict(
         max_epochs=t.max_epochs,
@@ -141,8 +184,9 @@ def build_trainer(
         enable_model_summary=False,
         use_distributed_sampler=False,  # the datamodule's EpochSampler shards by rank itself
         default_root_dir=str(run_dir),
-        logger=build_loggers(cfg, run_dir),
+        logger=build_loggers(cfg, run_dir, resume_step),
         callbacks=callbacks or [],
+        plugins=[AtomicCheckpointIO()],
     )
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)
@@ -156,6 +200,20 @@ class RunSession:
     run_dir: Path
     datamodule: Any
     teacher: Any | None  # the recipe's frozen teacher (None for teacher.kind=none)
+    lock: FolderLock | None = None  # the run directory's lock, held while the session lives
+
+    def close(self) -> None:
+        """Release the run directory's lock (also done, as a last resort, when the session is
+        garbage collected and at exit)."""
+        if self.lock is not None:
+            self.lock.release()
+        self.lock = None
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def connect(self, module: Any) -> None:
         """Give the module its teacher outputs (a verified cache, or the teacher run online) and
@@ -174,21 +232,24 @@ def open_session(
 ) -> RunSession:
     """Seed, build the datamodule and load the recipe's teacher (checked against the data's
     classes). With `new_run_dir` the run directory is created (or resumed) with its config.yaml;
-    otherwise `run_dir` is an existing folder to write into."""
+    otherwise `run_dir` is an existing folder to write into. Either way the session holds the
+    folder's lock while it lives (see `claim_run_dir`)."""
     from distill.data import build_datamodule
 
+    check_recipe(cfg)  # also configs built in Python, before any work
     if new_run_dir:
-        run_dir = make_run_dir(cfg, run_dir, resume=resume)
+        run_dir, lock = claim_run_dir(cfg, run_dir, resume=resume)
     elif run_dir is None:
         raise BadValueError("open_session(new_run_dir=False) needs the run_dir to write into")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = Path(run_dir)
+        lock = lock_run_dir(run_dir)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     datamodule = build_datamodule(cfg.data)
     teacher = load_teacher_for(cfg) if with_teacher else None
     if teacher is not None:
         check_class_names(teacher.class_names, datamodule.class_names, cfg.teacher.path)
-    return RunSession(cfg, run_dir, datamodule, teacher)
+    return RunSession(cfg, run_dir, datamodule, teacher, lock)
 
 
 def serve_cached_features(cfg: DictConfig, module: Any, datamodule: Any) -> None:

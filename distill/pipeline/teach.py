@@ -18,9 +18,10 @@ from distill.core.metrics import metric_name
 from distill.core.module import argmax_inside_span
 from distill.core.optim import build_optimizer
 from distill.data.augment import build_specaugment
-from distill.errors import BadValueError
-from distill.files import write_json
-from distill.pipeline.session import build_trainer, open_session
+from distill.errors import BadValueError, UsageError
+from distill.pipeline.artifacts import read_checkpoint
+from distill.pipeline.results import TeachResult
+from distill.pipeline.session import RunSession, build_trainer, open_session
 from distill.students.profile import count_macs
 
 
@@ -75,37 +76,25 @@ class TeacherModule(ClassifierModule):
 
 
 def new_teacher(cfg: DictConfig, class_names: list[str]) -> Any:
-    """The teacher to train: fresh, or initialised from `teacher.kwargs.init_from` (a saved
-    teacher of this project, e.g. one pretrained on clean 1 s keywords, or for kind=hf a local
-    Hugging Face model directory / cached hub id)."""
+    """The teacher to train: fresh from `teacher.kwargs`, or initialised from
+    `teacher.kwargs.init_from` (a saved teacher of this project, e.g. one pretrained on clean 1 s
+    keywords, or for a Hugging Face-format kind a local model directory / cached hub id)."""
     from distill import teachers
 
+    spec = teachers.spec(cfg.teacher.kind)
     options = OmegaConf.to_container(cfg.teacher.kwargs, resolve=True) if cfg.teacher.kwargs else {}
     source = options.pop("init_from", None)
-    if cfg.teacher.kind == "hf":
-        if source is None:
-            raise BadValueError(
-                "teacher.kind=hf: give teacher.kwargs.init_from (a local HF model directory or "
-                "cached hub id) to fine-tune; teacher.path is where the result is saved"
-            )
-        return teachers.create("hf", path=source, class_names=list(class_names), **options).train()
-    if cfg.teacher.kind not in ("inhouse", "timm"):
-        raise BadValueError(
-            f"distill teach needs teacher.kind inhouse, timm or hf, given {cfg.teacher.kind!r}"
-        )
     if source is not None:
-        teacher = teachers.load_teacher(source)
-        if teacher.class_names != list(class_names):
-            raise BadValueError(
-                f"teacher.kwargs.init_from {source} has classes {teacher.class_names}, the data "
-                f"has {list(class_names)}"
-            )
-        for p in teacher.parameters():
-            p.requires_grad_(True)
-        return teacher.train()
-    if cfg.teacher.kind == "inhouse":
+        return spec.cls.start_from(source, list(class_names), **options)
+    if not spec.from_scratch:
+        raise BadValueError(
+            f"teacher.kind={cfg.teacher.kind} cannot be trained from scratch: give "
+            f"teacher.kwargs.init_from ({spec.where}) to fine-tune; teacher.path is where the "
+            "result is saved"
+        )
+    if spec.recipe_frontend:
         options.setdefault("frontend", OmegaConf.to_container(cfg.frontend, resolve=True))
-    return teachers.create(cfg.teacher.kind, class_names=list(class_names), **options)
+    return spec.cls.build(list(class_names), **options)
 
 
 class _ClassifyPath(nn.Module):
@@ -148,15 +137,39 @@ def teacher_latency(teacher: Any, samples: int, runs: int = 30) -> float | None:
         return onnx_latency(path, shape, batch=1, runs=runs)
 
 
-def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train the teacher, keep the best validation checkpoint, test it, save it to teacher.path."""
+def teach(
+    cfg: DictConfig, run_dir: str | Path | None = None, overwrite: bool = False
+) -> TeachResult:
+    """Train the teacher, keep the best validation checkpoint, test it, save it to teacher.path.
+
+    A teacher.path that already holds files is refused before any work (UsageError naming it)
+    unless `overwrite` (`distill teach --overwrite`)."""
     if not cfg.teacher.path:
         raise BadValueError(
             "distill teach needs teacher.path: the directory to save the teacher to"
         )
+    check_teacher_path(Path(cfg.teacher.path), overwrite)
     start = time.time()
-    session = open_session(cfg, run_dir, with_teacher=False)
-    run_dir, datamodule = session.run_dir, session.datamodule
+    with open_session(cfg, run_dir, with_teacher=False) as session:
+        return _teach_in(session, start)
+
+
+def check_teacher_path(path: Path, overwrite: bool) -> None:
+    """Refuse a teacher.path that is a file, or a folder holding files unless `overwrite`."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"teacher.path {path} is a file: give a folder to save the teacher to")
+    held = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if held and not overwrite:
+        shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+        raise UsageError(
+            f"teacher.path {path} already holds files ({shown}): distill teach would overwrite "
+            "that teacher; pass --overwrite to replace it, or set teacher.path to a new folder"
+        )
+
+
+def _teach_in(session: RunSession, start: float) -> TeachResult:
+    """`teach` inside its run session (which holds the run directory's lock)."""
+    cfg, run_dir, datamodule = session.cfg, session.run_dir, session.datamodule
     teacher = new_teacher(cfg, datamodule.class_names)
     module = TeacherModule(teacher, cfg, datamodule.task, cfg.data.clip_seconds)
     monitor = f"val/{metric_name(datamodule.task)}"
@@ -173,7 +186,7 @@ def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule)
     best = ckpt.best_model_path
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        state = read_checkpoint(best)["state_dict"]
         module.load_state_dict(state)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     module.remove_hooks()
@@ -181,19 +194,18 @@ def teach(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     teacher.save_pretrained(cfg.teacher.path)
     n_params = sum(p.numel() for p in teacher.parameters())
     samples = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
-    results = {
-        "recipe": cfg.name,
-        "teacher_path": str(cfg.teacher.path),
-        "params": n_params,
-        "macs": teacher_macs(teacher, samples),
-        "clip_seconds": cfg.data.clip_seconds,
-        "best_val": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
-        "test": {k: float(v) for k, v in test.items()},
-        "epochs": trainer.current_epoch,
-        "wall_seconds": round(time.time() - start, 1),
-        "run_dir": str(run_dir),
-    }
-    results["latency_ms_b1"] = teacher_latency(teacher, samples)
-    write_json(run_dir / "results.json", results)
-    write_json(Path(cfg.teacher.path) / "results.json", results)
+    results = TeachResult(
+        recipe=cfg.name,
+        teacher_path=str(cfg.teacher.path),
+        params=n_params,
+        macs=teacher_macs(teacher, samples),
+        clip_seconds=cfg.data.clip_seconds,
+        best_val=None if ckpt.best_model_score is None else float(ckpt.best_model_score),
+        test={k: float(v) for k, v in test.items()},
+        epochs=trainer.current_epoch,
+        wall_seconds=round(time.time() - start, 1),
+        run_dir=str(run_dir),
+        latency_ms_b1=teacher_latency(teacher, samples),
+    )
+    results.write(run_dir / "results.json", Path(cfg.teacher.path) / "results.json")
     return results

@@ -31,6 +31,9 @@ SUMMARY_HEADER = [
     "student attention entropy (nats)",
 ]
 MISSING = "–"
+FRR_COLUMN = "frr_at_0.5_fa_h"  # the streaming metric in the summary (compare --stream-eval)
+FRR_HEADER = "FRR at 0.5 FA/h (%)"
+STREAM_RESULT = Path("stream_eval") / "stream_eval.json"
 
 
 # ---------------------------------------------------------------- inputs
@@ -141,7 +144,17 @@ def summary_stats(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
         s["entropy"] = _mean_of(items, "student_attention_entropy")
         s["macs"] = _mean_of(items, "macs")
         s["latency"] = _mean_of(items, LATENCY_COLUMN)
+        frr = [float(r[FRR_COLUMN]) for r in items if r.get(FRR_COLUMN) not in (None, "")]
+        s["frr"] = statistics.fmean(frr) if frr else None
+        s["frr_std"] = statistics.stdev(frr) if len(frr) > 1 else 0.0
     return summary
+
+
+def summary_header(summary: list[dict[str, Any]]) -> list[str]:
+    """The summary table's columns: FRR at 0.5 FA/h added when the grid has the streaming
+    metric."""
+    streaming = any(s.get("frr") is not None for s in summary)
+    return SUMMARY_HEADER + ([FRR_HEADER] if streaming else [])
 
 
 def score_cell(s: dict[str, Any]) -> str:
@@ -152,8 +165,10 @@ def score_cell(s: dict[str, Any]) -> str:
 def summary_cells(summary: list[dict[str, Any]]) -> tuple[list[list[str]], list[list[str]]]:
     """Formatted cells of the summary table: (method rows, control rows)."""
 
+    streaming = len(summary_header(summary)) > len(SUMMARY_HEADER)
+
     def cells(s: dict[str, Any]) -> list[str]:
-        return [
+        row = [
             s["student"],
             s["arm"],
             score_cell(s),
@@ -161,6 +176,10 @@ def summary_cells(summary: list[dict[str, Any]]) -> tuple[list[list[str]], list[
             MISSING if s["in_span"] is None else f"{100 * s['in_span']:.1f}%",
             MISSING if s["entropy"] is None else f"{s['entropy']:.3f}",
         ]
+        if streaming:
+            frr = s.get("frr")
+            row.append(MISSING if frr is None else f"{100 * frr:.1f} ± {100 * s['frr_std']:.1f}")
+        return row
 
     methods = [cells(s) for s in summary if s["group"] == "method"]
     controls = [cells(s) for s in summary if s["group"] == "control"]
@@ -210,14 +229,15 @@ def summary_markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | No
     metric = summary[0]["metric"]
     out = [f"Test {metric}, mean ± std over seeds.", ""]
     header, matrix = arm_matrix(summary)
+    head_row = summary_header(summary)
     sections = [
-        ("Methods", SUMMARY_HEADER, methods),
+        ("Methods", head_row, methods),
         (
             "Methods per student (one column per loss arm)",
             header,
             matrix if len(header) > 2 else [],
         ),
-        ("Controls (localisation checks, not methods)", SUMMARY_HEADER, controls),
+        ("Controls (localisation checks, not methods)", head_row, controls),
     ]
     for title, head, body in sections:
         if not body:
@@ -299,11 +319,54 @@ def make_plots(
         figures.append((path, CAPTIONS["localisation"]))
     else:
         notes.append("No run recorded student attention statistics: no localisation plot.")
+    det = det_figure(rows, out_dir)
+    if det is not None:
+        figures.append(det)
     return figures, notes
 
 
-def write_report(cfg: DictConfig, out_dir: str | Path, csv_path: str | Path) -> Path:
-    """Write summary.md, the PNG plots and report.html into `out_dir`; return the HTML path."""
+def det_curves(rows: list[dict[str, str]], out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Pooled DET curves of the runs that have a streaming result, per student."""
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        path = run_dir_of(row, out_dir) / STREAM_RESULT
+        if row.get(FRR_COLUMN) in (None, "") or not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        curves.setdefault(row["student"], []).append({
+            "arm": row["arm"], "seed": row["seed"], **result["det"]["pooled"],
+            "resolution": result["fa_per_hour_resolution"],
+            "negative_hours": result["negative_hours"],
+        })  # fmt: skip
+    return curves
+
+
+def det_figure(rows: list[dict[str, str]], out_dir: Path) -> tuple[Path, str] | None:
+    """The DET curves per arm (compare --stream-eval), when the runs have them."""
+    curves = det_curves(rows, out_dir)
+    if not curves:
+        return None
+    hours = min(c["negative_hours"] for runs in curves.values() for c in runs)
+    path = plots.plot_det_arms(curves, out_dir / "det_arms.png")
+    caption = (
+        "Streaming metric: false reject rate against false accepts per hour as the threshold "
+        "moves (pooled over keywords, one threshold for all), one line per run, coloured by "
+        f"loss arm; at least {hours:.2f} h of negative audio per run (distill eval-stream). "
+        "Lower and further left is better; the dotted line marks 0.5 FA/h."
+    )
+    return path, caption
+
+
+def write_report(
+    cfg: DictConfig,
+    out_dir: str | Path,
+    csv_path: str | Path,
+    extra_figures: list[tuple[Path, str]] | None = None,
+    extra_markdown: str = "",
+) -> Path:
+    """Write summary.md, the PNG plots and report.html into `out_dir`; return the HTML path.
+    `extra_figures` (PNG, caption) and `extra_markdown` (appended to summary.md) add what the
+    caller measured besides the grid (the demo's detection plot and streaming metric)."""
     out_dir, csv_path = Path(out_dir), Path(csv_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = load_results(csv_path)
@@ -312,14 +375,18 @@ def write_report(cfg: DictConfig, out_dir: str | Path, csv_path: str | Path) -> 
         raise BadValueError(f"{csv_path}: runs mix metrics {metrics}; one report needs one metric")
     summary = summary_stats(rows)
     teacher, teacher_note = teacher_results(cfg, metrics[0])
-    write_text(out_dir / "summary.md", summary_markdown(summary, teacher))
+    markdown = summary_markdown(summary, teacher)
+    write_text(
+        out_dir / "summary.md", markdown + (f"\n{extra_markdown}\n" if extra_markdown else "")
+    )
     figures, notes = make_plots(rows, summary, teacher, out_dir)
+    figures += list(extra_figures or [])
     methods, controls = summary_cells(summary)
     page = render_html(
         title=f"distill compare: {cfg.name}",
         description=str(cfg.get("description") or ""),
         metric=metrics[0],
-        header=SUMMARY_HEADER,
+        header=summary_header(summary),
         methods=methods,
         controls=controls,
         teacher_lines=[line for line in (teacher_line(teacher, metrics[0]), teacher_note) if line],

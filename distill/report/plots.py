@@ -13,6 +13,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from distill.files import atomic_path
+
 DPI = 110
 STUDENT_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 ARM_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"]
@@ -37,7 +39,8 @@ def _minor_tick(value: float, _pos: Any = None) -> str:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, format="png")
+    with atomic_path(path) as tmp:  # disk full: no partial picture left
+        fig.savefig(tmp, dpi=DPI, format="png")
     return path
 
 
@@ -342,4 +345,35 @@ def plot_localisation(
             _teacher_line(ax, scale * teacher[key], "teacher $a_T$")
         ax.set_ylabel(label)
     _bar_legend(fig, students, any(s["group"] == "control" for s in stats))
+    return _save(fig, path)
+
+
+def plot_det_arms(curves: dict[str, list[dict[str, Any]]], path: Path, target: float = 0.5) -> Path:
+    """DET curves (pooled over keywords) per loss arm, one panel per student: FRR (%) against
+    false accepts per hour (log); one line per run, coloured by arm. Points with no false accept
+    sit at half the resolution of their run (0.5 FA over its negative hours); the dotted line
+    marks `target` FA/h. `curves[student]`: {arm, seed, fa_per_hour, frr, resolution}."""
+    students = list(curves)
+    fig = Figure(figsize=(5.2 * len(students) + 1.6, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(students), sharey=True, squeeze=False)[0]
+    arms = list(dict.fromkeys(c["arm"] for runs in curves.values() for c in runs))
+    for ax, student in zip(axes, students):
+        for c in curves[student]:
+            colour = ARM_COLOURS[arms.index(c["arm"]) % len(ARM_COLOURS)]
+            floor = 0.5 * c["resolution"]
+            pts = [(max(x, floor), 100 * y) for x, y in zip(c["fa_per_hour"], c["frr"])
+                   if y is not None]  # fmt: skip
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, color=colour, lw=1.2, alpha=0.85)
+        ax.axvline(target, color="0.3", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(student, fontsize=10)
+        ax.set_xlabel("false accepts per hour (log)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("false reject rate (%)")
+    axes[0].set_ylim(-2, 104)
+    handles = [Line2D([], [], color=ARM_COLOURS[i % len(ARM_COLOURS)], label=a)
+               for i, a in enumerate(arms)]  # fmt: skip
+    fig.legend(handles=handles, title="loss arm", fontsize=8, loc="outside right upper")
     return _save(fig, path)

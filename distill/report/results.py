@@ -9,6 +9,7 @@ from typing import Any
 
 from distill.core.losses.arms import Arm
 from distill.files import atomic_path
+from distill.pipeline.results import FitResult
 
 RESULT_COLUMNS = [
     "student", "arm", "group", "seed", "metric", "test_score", "best_val", "params", "macs",
@@ -17,10 +18,25 @@ RESULT_COLUMNS = [
 ]  # fmt: skip
 
 
-def result_row(student: str, arm: Arm, seed: int, results: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row from a run's results.json."""
-    test = results["test"]
-    metric = results["monitor"].split("/", 1)[1]
+# Added by `distill compare --stream-eval` (distill.deploy.stream_run.frr_columns): pooled FRR
+# at 0.1, 0.5 and 1 false accepts per hour, the latency at 0.5 FA/h and the negative hours.
+STREAM_COLUMNS = [
+    "frr_at_0.1_fa_h", "frr_at_0.5_fa_h", "frr_at_1_fa_h", "stream_latency_median_s",
+    "stream_negative_hours",
+]  # fmt: skip
+
+
+def columns_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The CSV columns for `rows`: RESULT_COLUMNS, then STREAM_COLUMNS when a row has them
+    (a grid without the streaming metric keeps its columns)."""
+    streaming = any(c in row for row in rows for c in STREAM_COLUMNS)
+    return RESULT_COLUMNS + (STREAM_COLUMNS if streaming else [])
+
+
+def result_row(student: str, arm: Arm, seed: int, results: FitResult) -> dict[str, Any]:
+    """One CSV row from a run's results."""
+    test = results.test
+    metric = results.monitor.split("/", 1)[1]
     return {
         "student": student,
         "arm": arm.name,
@@ -28,16 +44,16 @@ def result_row(student: str, arm: Arm, seed: int, results: dict[str, Any]) -> di
         "seed": seed,
         "metric": metric,
         "test_score": test.get(f"test/{metric}"),
-        "best_val": results.get("best_val"),
-        "params": results.get("params"),
-        "macs": results.get("macs"),
+        "best_val": results.best_val,
+        "params": results.params,
+        "macs": results.macs,
         "student_attention_in_span": test.get("test/student_attention_in_span"),
         "student_attention_entropy": test.get("test/student_attention_entropy"),
         "target_attention_in_span": test.get("test/target_attention_in_span"),
         "target_attention_entropy": test.get("test/target_attention_entropy"),
-        "epochs": results.get("epochs"),
-        "wall_seconds": results.get("wall_seconds"),
-        "run_dir": results.get("run_dir"),
+        "epochs": results.epochs,
+        "wall_seconds": results.wall_seconds,
+        "run_dir": results.run_dir,
     }
 
 
@@ -45,7 +61,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write results.csv atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns_of(rows))
         writer.writeheader()
         writer.writerows(rows)
 

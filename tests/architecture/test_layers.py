@@ -18,7 +18,7 @@ FOLDERS = {
 }
 # Layers, bottom (0) to top. A module may import from a lower layer or from its own package.
 LAYERS = {
-    "distill": 0,  # __init__: the version string
+    "distill._version": 0,
     "distill.errors": 0,
     "distill.files": 0,
     "distill.cost": 1,
@@ -38,6 +38,8 @@ LAYERS = {
     "distill.commands": 11,
     "distill.cli": 12,
     "distill.__main__": 13,
+    # __init__: the public names, loaded lazily from every layer; no module imports it
+    "distill": 14,
 }
 
 

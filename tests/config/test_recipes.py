@@ -177,10 +177,11 @@ def test_cli_overrides_may_follow_options(
     recipe: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import distill.pipeline.fit
+    from distill.pipeline.results import FitResult
 
     seen = {}
     monkeypatch.setattr(
-        distill.pipeline.fit, "fit", lambda cfg, **kw: seen.update(cfg=cfg, **kw) or {}
+        distill.pipeline.fit, "fit", lambda cfg, **kw: seen.update(cfg=cfg, **kw) or FitResult()
     )
     assert (
         main(["fit", str(recipe), "--resume", "--run-dir", "/tmp/r", "trainer.max_epochs=4"]) == 0

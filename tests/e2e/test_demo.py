@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from distill.experiments.demo import DemoOptions, run_demo
-from tests.report.test_report import check_png, parse
+from tests.helpers.report_html import check_png, parse
 
 
 @pytest.mark.slow

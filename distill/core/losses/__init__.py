@@ -8,6 +8,15 @@ from torch import Tensor, nn
 from distill.core.losses.base import LossInputs, resample_distribution, resample_time, sharpen
 from distill.core.losses.features import TemporalAttentionTransfer, TimeAlignedHint
 from distill.core.losses.logits import LogitKD, TaskLoss
+from distill.core.losses.registry import (
+    LossContext,
+    LossSpec,
+    active_terms,
+    available,
+    loss_needs,
+    register_loss,
+    specs,
+)
 from distill.core.losses.temporal import (
     TemporalAttentionHead,
     TemporalAttentionKD,
@@ -17,11 +26,12 @@ from distill.core.losses.temporal import (
 )
 from distill.errors import BadValueError
 
-KD_TERMS = ("logit_kd", "temporal_kd", "hint", "attention_transfer")
+# The registered distillation terms (everything but the task loss), in build order.
+KD_TERMS = tuple(s.name for s in specs() if s.distills)
 
 
 class WeightedLosses(nn.Module):
-    """The recipe's loss terms and weights.
+    """The recipe's loss terms (from the registry, plus `losses.custom`) and weights.
 
     `additive`: L = w_task * task + sum_i w_i * L_i.
     `convex`:   L = (1 - sum_i w_i) * task + sum_i w_i * L_i (the paper's (1 - lambda) form).
@@ -37,50 +47,41 @@ class WeightedLosses(nn.Module):
     ) -> None:
         super().__init__()
         self.weighting = cfg.weighting
-        self.weights: dict[str, float] = {"task": float(cfg.task.weight)}
-        self.terms = nn.ModuleDict({"task": TaskLoss(task, cfg.task.label_smoothing)})
-        if cfg.logit_kd.weight > 0:
-            self.terms["logit_kd"] = LogitKD(task, cfg.logit_kd.temperature)
-        t = cfg.temporal_kd
-        if t.weight > 0:
-            self.terms["temporal_kd"] = TemporalAttentionKD(
-                channels,
-                target=t.target,
-                direction=t.direction,
-                temperature=t.temperature,
-                teacher_temperature=t.teacher_temperature,
-                use_student_attention=t.use_student_attention,
-            )
-        if cfg.hint.weight > 0:
-            if teacher_dim is None:
-                raise BadValueError("losses.hint needs a teacher that returns hidden states")
-            self.terms["hint"] = TimeAlignedHint(channels, teacher_dim, cfg.hint.distance)
-        if cfg.attention_transfer.weight > 0:
-            self.terms["attention_transfer"] = TemporalAttentionTransfer(cfg.attention_transfer.p)
-        for name in KD_TERMS:
-            if name in self.terms:
-                self.weights[name] = float(getattr(cfg, name).weight)
-        kd_sum = sum(w for n, w in self.weights.items() if n != "task")
+        context = LossContext(task, channels, teacher_dim)
+        self.weights: dict[str, float] = {}
+        self.terms = nn.ModuleDict()
+        self.needs_of: dict[str, frozenset[str]] = {}
+        distilling = []
+        for term in active_terms(cfg):
+            self.terms[term.name] = term.build(context)
+            self.weights[term.name] = term.weight
+            self.needs_of[term.name] = term.needs
+            if term.spec.distills:
+                distilling.append(term.name)
+        kd_sum = sum(self.weights[name] for name in distilling)
         if self.weighting == "convex":
             if kd_sum > 1:
                 raise BadValueError(
                     f"losses.weighting=convex needs the KD weights to sum to <= 1, given {kd_sum}"
                 )
-            self.weights["task"] = 1.0 - kd_sum
+            for name in self.weights:
+                if name not in distilling:
+                    self.weights[name] = 1.0 - kd_sum
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """What the built terms need together (see registry.NEEDS)."""
+        return frozenset().union(*self.needs_of.values())
 
     @property
     def needs_teacher(self) -> bool:
         """Whether any term reads teacher outputs."""
-        if any(n in self.terms for n in ("logit_kd", "hint", "attention_transfer")):
-            return True
-        if "temporal_kd" not in self.terms:
-            return False
-        return self.terms["temporal_kd"].target_kind in ("teacher", "shuffled")
+        return "teacher" in self.needs
 
     @property
     def needs_hidden(self) -> bool:
         """Whether the teacher's hidden states are needed."""
-        return "hint" in self.terms
+        return "hidden" in self.needs
 
     def forward(self, inputs: LossInputs) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and each weighted term's raw value (for the log)."""
@@ -95,15 +96,20 @@ class WeightedLosses(nn.Module):
 __all__ = [
     "KD_TERMS",
     "LogitKD",
+    "LossContext",
     "LossInputs",
+    "LossSpec",
     "TaskLoss",
     "TemporalAttentionHead",
     "TemporalAttentionKD",
     "TemporalAttentionTransfer",
     "TimeAlignedHint",
     "WeightedLosses",
+    "available",
     "entropy",
     "kl_divergence",
+    "loss_needs",
+    "register_loss",
     "resample_distribution",
     "resample_time",
     "sharpen",

@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig
 
+from distill.core.losses.registry import specs
 from distill.errors import BadValueError
 
+# The registered distillation terms an arm switches on or off (every other one it sets to 0).
+_KD_SPECS = [s for s in specs() if s.distills]
+
 # Weights used for an arm when the recipe leaves that loss at 0.
-DEFAULT_WEIGHTS = {"logit_kd": 0.5, "temporal_kd": 0.25, "hint": 0.1, "attention_transfer": 0.5}
+DEFAULT_WEIGHTS = {s.name: s.default_weight for s in _KD_SPECS}
 
-
-# Arm token -> (loss term, temporal target or None). Controls supervise the same head with
-# something other than the teacher, to tell the teacher's knowledge from mere localisation.
-ARM_TOKENS: dict[str, tuple[str | None, str | None]] = {
-    "none": (None, None),
-    "logit": ("logit_kd", None),
-    "temporal": ("temporal_kd", "teacher"),
-    "hint": ("hint", None),
-    "at": ("attention_transfer", None),
-    "span": ("temporal_kd", "span"),
-    "shuffled": ("temporal_kd", "shuffled"),
-    "uniform": ("temporal_kd", "uniform"),
+# Arm token -> (loss term or None, settings of the term besides its weight). Controls supervise
+# the same head with something other than the teacher, to tell the teacher's knowledge from mere
+# localisation.
+ARM_TOKENS: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "none": (None, {}),
+    **{token: (s.name, dict(sets)) for s in _KD_SPECS for token, sets in s.arm_tokens.items()},
 }
 
+CONTROL_TOKENS = tuple(token for s in _KD_SPECS for token in s.controls)
 
-CONTROL_TOKENS = ("span", "shuffled", "uniform")
+# (term, setting, the schema's default) for every setting an arm token may change: an arm that
+# does not ask for one sets it back to the default.
+_SETTINGS = [
+    (s.name, key, getattr(s.config(), key))
+    for s in _KD_SPECS
+    for key in dict.fromkeys(k for sets in s.arm_tokens.values() for k in sets)
+]
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,9 @@ class Arm:
     def overrides(self, cfg: DictConfig) -> list[str]:
         """Dotted overrides that switch the recipe's losses to this arm."""
         weights = {term: 0.0 for term in DEFAULT_WEIGHTS}
-        target = None
+        settings: dict[tuple[str, str], Any] = {}
         for token, weight in self.weighted_tokens:
-            term, tgt = ARM_TOKENS[token]
+            term, sets = ARM_TOKENS[token]
             if term is None:
                 continue
             if weight is None:
@@ -93,12 +99,14 @@ class Arm:
                     f"({weights[term]} and {weight})"
                 )
             weights[term] = weight
-            if tgt is not None:
-                if target not in (None, tgt):
+            for key, value in sets.items():
+                given = settings.setdefault((term, key), value)
+                if given != value:
+                    first = next(t for t, (name, _) in ARM_TOKENS.items() if name == term)
                     raise BadValueError(
-                        f"loss arm {self.name!r} asks for two temporal targets ({target}, {tgt})"
+                        f"loss arm {self.name!r} asks for two {first} {key}s ({given}, {value})"
                     )
-                target = tgt
         out = [f"losses.{term}.weight={w}" for term, w in weights.items()]
-        out.append(f"losses.temporal_kd.target={target or 'teacher'}")
+        for term, key, default in _SETTINGS:
+            out.append(f"losses.{term}.{key}={settings.get((term, key), default)}")
         return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distill.config.schema import AttentionTransferConfig, HintConfig
 from distill.core.losses.base import LossInputs, require, resample_distribution, resample_time
+from distill.core.losses.registry import LossContext, register_loss
 from distill.errors import BadValueError
 
 
@@ -47,3 +49,36 @@ class TemporalAttentionTransfer(nn.Module):
         energy = feats.abs().pow(self.p).mean(dim=-1)
         target = resample_distribution(teacher.detach().float(), energy.shape[1])
         return (F.normalize(energy, dim=1) - F.normalize(target, dim=1)).norm(dim=1).mean()
+
+
+@register_loss(
+    "hint",
+    config=HintConfig,
+    needs_teacher=True,
+    needs_features=True,
+    needs_hidden=True,
+    arm_tokens={"hint": {}},
+    default_weight=0.1,
+    order=30,
+)
+def build_hint(cfg: HintConfig, context: LossContext) -> TimeAlignedHint:
+    """losses.hint: needs the teacher's hidden width to build its projection."""
+    if context.teacher_dim is None:
+        raise BadValueError("losses.hint needs a teacher that returns hidden states")
+    return TimeAlignedHint(context.channels, context.teacher_dim, cfg.distance)
+
+
+@register_loss(
+    "attention_transfer",
+    config=AttentionTransferConfig,
+    needs_teacher=True,
+    needs_features=True,
+    arm_tokens={"at": {}},
+    default_weight=0.5,
+    order=40,
+)
+def build_attention_transfer(
+    cfg: AttentionTransferConfig, context: LossContext
+) -> TemporalAttentionTransfer:
+    """losses.attention_transfer: 1-D attention transfer, no parameters."""
+    return TemporalAttentionTransfer(cfg.p)

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distill.config.schema import LogitKDConfig, TaskLossConfig
 from distill.core.losses.base import LossInputs, require
+from distill.core.losses.registry import LossContext, register_loss
 from distill.errors import BadValueError
 
 
@@ -49,3 +51,22 @@ class LogitKD(nn.Module):
         log_p_t = F.log_softmax(teacher / t, dim=-1)
         kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1).mean()
         return kl * t * t
+
+
+@register_loss("task", config=TaskLossConfig, distills=False, order=0)
+def build_task(cfg: TaskLossConfig, context: LossContext) -> TaskLoss:
+    """losses.task: the task's own loss, always on."""
+    return TaskLoss(context.task, cfg.label_smoothing)
+
+
+@register_loss(
+    "logit_kd",
+    config=LogitKDConfig,
+    needs_teacher=True,
+    arm_tokens={"logit": {}},
+    default_weight=0.5,
+    order=10,
+)
+def build_logit_kd(cfg: LogitKDConfig, context: LossContext) -> LogitKD:
+    """losses.logit_kd: KD on the teacher's logits."""
+    return LogitKD(context.task, cfg.temperature)

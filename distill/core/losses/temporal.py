@@ -8,7 +8,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from distill.config.schema import TemporalKDConfig
 from distill.core.losses.base import LossInputs, require, resample_distribution, sharpen
+from distill.core.losses.registry import LossContext, register_loss
 from distill.errors import BadValueError
 
 TARGETS = ("teacher", "span", "shuffled", "uniform")
@@ -130,6 +132,35 @@ class TemporalAttentionKD(nn.Module):
             if self.direction == "forward"
             else kl_divergence(a_s, target)
         )
+
+
+@register_loss(
+    "temporal_kd",
+    config=TemporalKDConfig,
+    needs_teacher=lambda c: c.target in ("teacher", "shuffled"),
+    needs_features=lambda c: not c.use_student_attention,
+    needs_student_attention=lambda c: bool(c.use_student_attention),
+    needs_spans=lambda c: c.target == "span",
+    arm_tokens={
+        "temporal": {"target": "teacher"},
+        "span": {"target": "span"},
+        "shuffled": {"target": "shuffled"},
+        "uniform": {"target": "uniform"},
+    },
+    controls=("span", "shuffled", "uniform"),
+    default_weight=0.25,
+    order=20,
+)
+def build_temporal_kd(cfg: TemporalKDConfig, context: LossContext) -> TemporalAttentionKD:
+    """losses.temporal_kd: the paper's loss, or one of its controls (span, shuffled, uniform)."""
+    return TemporalAttentionKD(
+        context.channels,
+        target=cfg.target,
+        direction=cfg.direction,
+        temperature=cfg.temperature,
+        teacher_temperature=cfg.teacher_temperature,
+        use_student_attention=cfg.use_student_attention,
+    )
 
 
 def kl_divergence(p: Tensor, q: Tensor) -> Tensor:

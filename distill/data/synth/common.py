@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from distill.errors import DistillError, BadValueError
-
 import multiprocessing as mp
 import os
 import shutil
@@ -13,9 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from distill.errors import BadValueError, DistillError
+
 
 class DatasetExistsError(DistillError, FileExistsError):
     """The output folder exists, is not empty, and `overwrite` was not asked for."""
+
+
+class UnpronounceableError(BadValueError):
+    """A TTS backend cannot say a text (phonemes outside its voice, no audio)."""
 
 
 def rng_for(seed: int, *keys: int) -> np.random.Generator:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from distill.errors import BadValueError
-
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy import signal
+
+from distill.errors import BadValueError
 
 SAMPLE_RATE = 16000
 

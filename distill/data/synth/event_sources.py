@@ -216,6 +216,19 @@ def speech(rng: Gen) -> np.ndarray:
     )
 
 
+def speech_with(voices: tuple, rng: Gen) -> np.ndarray:
+    """A `Speech` event in one of `voices` (`voices.VoiceRef`s of `--tts`) at a random rate."""
+    from distill.data.synth.speakers import Speaker, draw_tts_params, speak
+
+    ref = voices[int(rng.integers(len(voices)))]
+    words = " ".join(rng.choice(BABBLE_WORDS, size=int(rng.integers(1, 6))))
+    rate, pitch = int(rng.integers(150, 206)), int(rng.integers(15, 85))
+    range_ = int(rng.integers(10, 90))
+    spk = Speaker("", ref.voice, rate, pitch, range_, "", ref.group, ref.model, ref.config)
+    params = draw_tts_params(spk, rng)
+    return speak(spk, words, rate, pitch, int(rng.integers(2**31)), params)
+
+
 EVENT_CLASSES: dict[str, Callable[[Gen], np.ndarray]] = {
     "Alarm_beep": alarm_beep,
     "Bell": bell,

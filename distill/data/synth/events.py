@@ -8,25 +8,31 @@ Layout under the output root E (see docs/data.md): `E/FSD50K.dev_audio/<fname>.w
 
 from __future__ import annotations
 
-from distill.files import write_json
-
-from distill.errors import BadValueError
-
 import csv
-import json
 import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from distill.data.synth import common
-from distill.data.synth.dsp import SAMPLE_RATE, active_span, coloured_noise, random_eq, random_reverb, write_wav
-from distill.data.synth.event_sources import EVENT_CLASSES
+from distill.data.synth.dsp import (
+    SAMPLE_RATE,
+    active_span,
+    coloured_noise,
+    random_eq,
+    random_reverb,
+    write_wav,
+)
+from distill.data.synth.event_sources import EVENT_CLASSES, speech_with
 from distill.data.synth.soundfont import FONT_DIRS, find_soundfonts, load_soundfont
 from distill.data.synth.soundfont_events import SF_CLASSES, available_classes, render_sf_event
+from distill.data.synth.voices import parse_tts
+from distill.errors import BadValueError
+from distill.files import write_json
 
 ALL_CLASSES = tuple(EVENT_CLASSES)  # registry order is alphabetical and fixes the mids
 SF_LABELS = tuple(SF_CLASSES)  # table order fixes their mids, /synth/sf/<nnn>
@@ -94,6 +100,7 @@ class EventClipTask:
     classes: tuple[str, ...]
     seed: int
     soundfont: str | None = None  # font path for the SoundFont classes among `classes`
+    voices: tuple = ()  # `--tts` voices for the Speech class (empty: eSpeak NG, as always)
 
 
 def _background(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -116,7 +123,10 @@ def render_event_clip(task: EventClipTask) -> dict[str, object]:
                 raise BadValueError(f"class {label} needs a SoundFont, but the task has none")
             x = np.asarray(render_sf_event(task.soundfont, label, rng), dtype=np.float64)
         else:
-            x = np.asarray(EVENT_CLASSES[label](rng), dtype=np.float64)
+            source = EVENT_CLASSES[label]
+            if label == "Speech" and task.voices:
+                source = partial(speech_with, task.voices)
+            x = np.asarray(source(rng), dtype=np.float64)
         start, end = active_span(x, threshold_db=-40.0, frame=80)
         x = x[start : min(end, start + n)]
         x, _ = random_eq(x.astype(np.float32), rng)
@@ -168,15 +178,19 @@ def synth_events(
     workers: int | None = None,
     overwrite: bool = False,
     soundfont: str | Path | None = "auto",
+    tts: str | None = None,
 ) -> dict[str, object]:
     """Generate the event set into `out` atomically; returns a summary.
 
     The class list is `ALL_CLASSES` then the SoundFont classes the font of `soundfont`
     (`auto`, `none` or a path, see `resolve_soundfont`) can play; `classes` keeps its first K.
+    Over 60 lines because it writes every generator option into dataset.json beside the steps;
+    each step (classes, sources, rendering, noise, tables) is one call.
     """
     t0 = time.perf_counter()
     workers = workers or common.default_workers()
     font = resolve_soundfont(soundfont)
+    entries = parse_tts(tts) if tts else []
     full = [*ALL_CLASSES, *font.classes]
     k = len(full) if classes is None else classes
     if not 1 <= k <= len(full):
@@ -203,6 +217,7 @@ def synth_events(
                 tuple(chosen),
                 seed,
                 font.path,
+                tuple(v for e in entries for v in e.voices),
             )
             for i in range(clips)
         ]
@@ -219,6 +234,7 @@ def synth_events(
                 "clip_seconds": clip_seconds,
                 "classes": k,
                 "soundfont": asdict(font),
+                "speech_tts": tts or "espeak (historical: a random eSpeak NG English voice)",
             },
         }
         _write_tables(partial, rows, chosen, meta)

@@ -6,8 +6,6 @@ Files go to `<root>/_background_noise_/<type>_<nn>.wav` (16 kHz mono PCM16) and
 
 from __future__ import annotations
 
-from distill.errors import BadValueError, MissingFileError
-
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from distill.data.synth.common import parallel_map, rng_for
 from distill.data.synth.dsp import SAMPLE_RATE, coloured_noise, resample, write_wav
 from distill.data.synth.tts import BABBLE_LANGUAGES, ESPEAK_ACCENTS, espeak_variants, synthesize
 from distill.data.synth.words import BABBLE_WORDS
+from distill.errors import BadValueError, MissingFileError
 
 NOISE_TYPES = ("white", "pink", "brown", "babble", "music", "hum")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -56,7 +55,7 @@ def _babble(n: int, rng: np.random.Generator) -> np.ndarray:
         lang = rng.choice(list(ESPEAK_ACCENTS + BABBLE_LANGUAGES))
         voice = f"espeak:{lang}+{rng.choice(variants)}"
         rate, pitch = int(rng.integers(130, 220)), int(rng.integers(20, 80))
-        talker, pos = np.zeros(n, np.float32), int(rng.integers(0, SAMPLE_RATE))
+        talker, pos = np.zeros(n, np.float32), int(rng.integers(0, min(SAMPLE_RATE, n // 2)))
         while pos < n:
             words = rng.choice(BABBLE_WORDS, size=int(rng.integers(5, 15)))
             x = synthesize(voice, " ".join(words) + ".", rate, pitch, 50, int(rng.integers(2**31)))

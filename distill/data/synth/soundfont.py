@@ -10,8 +10,6 @@ envelopes, pan, modulators and reverb/chorus sends of the font are not rendered.
 
 from __future__ import annotations
 
-from distill.errors import BadValueError
-
 import functools
 import struct
 from dataclasses import dataclass
@@ -20,6 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 from scipy import signal
+
+from distill.errors import BadValueError
 
 FONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"))
 _RECORDS = {  # numpy layouts of the pdta records used (pmod/imod are skipped)
@@ -124,7 +124,9 @@ class SoundFont:
                     raise BadValueError(f"{where}: pdta chunk {cid!r} missing")
                 offset, size = found[cid]
                 if size % dtype.itemsize or size < 2 * dtype.itemsize:  # a record + terminal
-                    raise BadValueError(f"{where}: pdta chunk {cid!r} has a bad size ({size} bytes)")
+                    raise BadValueError(
+                        f"{where}: pdta chunk {cid!r} has a bad size ({size} bytes)"
+                    )
                 f.seek(offset)
                 tables[cid] = np.frombuffer(f.read(size), dtype=dtype)
         if "smpl" not in smpl:
@@ -143,7 +145,9 @@ class SoundFont:
                 raise BadValueError(f"{where}: pdta {parent!r} bag indices out of order or range")
         for bag, gen in (("pbag", "pgen"), ("ibag", "igen")):
             if t[bag]["gen"][-1] > len(t[gen]) or np.any(np.diff(t[bag]["gen"].astype(int)) < 0):
-                raise BadValueError(f"{where}: pdta {bag!r} generator indices out of order or range")
+                raise BadValueError(
+                    f"{where}: pdta {bag!r} generator indices out of order or range"
+                )
         if np.any(t["shdr"]["end"][:-1] > len(self.samples)):
             raise BadValueError(f"{where}: a sample header points past the end of the sample data")
 

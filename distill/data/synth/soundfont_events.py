@@ -9,14 +9,13 @@ fifth inside the instrument's comfortable key range, velocity 60-120); a drum ev
 
 from __future__ import annotations
 
-from distill.errors import BadValueError
-
 from dataclasses import dataclass
 
 import numpy as np
 
 from distill.data.synth.dsp import SAMPLE_RATE
 from distill.data.synth.soundfont import SoundFont, load_soundfont
+from distill.errors import BadValueError
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,13 @@
-"""Text to speech for the generators: eSpeak NG in-process (ctypes), plus Flite when installed.
+"""Text to speech for the generators: eSpeak NG in-process (ctypes), Flite and Festival.
 
-A voice is named `engine:name`, e.g. `espeak:en-us+f2` (accent `en-us`, variant `f2`) or
-`flite:slt`. Synthesis is a pure function of (voice, text, rate, pitch, range, seed): eSpeak NG
+A voice is named `engine:name`, e.g. `espeak:en-us+f2` (accent `en-us`, variant `f2`),
+`flite:slt` or `festival:kal_diphone` (Piper voices: `tts_piper`; the choice of voices:
+`voices`). Synthesis is a pure function of (voice, text, rate, pitch, range, seed): eSpeak NG
 keeps state between utterances (pitch flutter, filter memories), so the library is loaded afresh
 for every utterance, which costs about 10 ms and makes every clip reproducible on its own.
 """
 
 from __future__ import annotations
-
-from distill.errors import UsageError, BadValueError
 
 import _ctypes
 import ctypes
@@ -22,7 +21,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from distill.data.synth.common import UnpronounceableError
 from distill.data.synth.dsp import resample
+from distill.data.synth.tts_festival import festival_voices
+from distill.data.synth.tts_festival import synthesize as festival_synthesize
+from distill.errors import BadValueError, UsageError
 
 #: English accents of eSpeak NG that read English words as English (en-Shaw is a script, not one).
 ESPEAK_ACCENTS = (
@@ -67,13 +70,19 @@ def _espeak_paths() -> tuple[str, str]:
     return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
 
 
+#: eSpeak NG variants whose samples differ between two runs with the same seed: never used.
+UNREPRODUCIBLE_ESPEAK = ("Reed", "caleb")
+
+
 @lru_cache(maxsize=1)
 def espeak_variants() -> tuple[str, ...]:
-    """Names of the voice variants bundled with eSpeak NG (e.g. m3, f2, klatt, whisper)."""
+    """Names of the voice variants bundled with eSpeak NG (e.g. m3, f2, klatt, whisper), less
+    the `UNREPRODUCIBLE_ESPEAK` ones."""
     folder = Path(_espeak_paths()[1]) / "voices" / "!v"
     if not folder.is_dir():
         raise UsageError(f"eSpeak NG variant folder not found: {folder}")
-    return tuple(sorted(p.name for p in folder.iterdir() if p.is_file() and " " not in p.name))
+    names = (p.name for p in folder.iterdir() if p.is_file() and " " not in p.name)
+    return tuple(sorted(n for n in names if n not in UNREPRODUCIBLE_ESPEAK))
 
 
 def espeak_voices() -> list[str]:
@@ -94,14 +103,12 @@ def flite_voices() -> tuple[str, ...]:
 
 
 def engine_report() -> dict[str, int | str]:
-    """How many voices each engine contributes (0 with a reason when an engine is absent)."""
+    """How many voices each program engine has installed (0 with a reason when absent)."""
     report: dict[str, int | str] = {"espeak": len(espeak_voices()), "flite": len(flite_voices())}
     if not flite_voices():
         report["flite"] = "0 (flite not installed)"
     report["festival"] = (
-        "0 (festival not installed)"
-        if shutil.which("festival") is None
-        else "0 (installed but not used; only eSpeak NG and Flite are driven)"
+        len(festival_voices()) or "0 (festival or its English voices not installed)"
     )
     return report
 
@@ -136,13 +143,16 @@ def _espeak(voice: str, text: str, rate: int, pitch: int, range_: int, seed: int
 def _flite(voice: str, text: str, rate: int, pitch: int) -> np.ndarray:
     exe = shutil.which("flite")
     if exe is None:
-        raise UsageError(f"voice flite:{voice} needs the `flite` program, which is not installed")
+        raise UsageError("backend flite needs the flite program (apt-get install flite)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "u.wav"
         cmd = [exe, "-voice", voice, "-t", text, "-o", str(out)]
         cmd += ["--setf", f"duration_stretch={175.0 / rate:.3f}"]
         cmd += ["--setf", f"int_f0_target_mean={70 + 2 * pitch}"]
-        subprocess.run(cmd, capture_output=True, check=True)
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0 or not out.is_file():
+            tail = " ".join(res.stderr.split()[-20:])
+            raise BadValueError(f"flite:{voice} could not say {text!r}: {tail}")
         x, sr = sf.read(str(out), dtype="float32", always_2d=True)
     return resample(x.mean(axis=1), sr)
 
@@ -151,14 +161,18 @@ def synthesize(
     voice: str, text: str, rate: int = 175, pitch: int = 50, range_: int = 50, seed: int = 0
 ) -> np.ndarray:
     """`text` spoken by `voice` at `rate` words/min, `pitch` and `range_` (0-99), as float32
-    16 kHz mono."""
+    16 kHz mono. Festival follows `rate` only; Piper voices go through `tts_piper`."""
     engine, _, name = voice.partition(":")
     if engine == "espeak":
         x = _espeak(name, text, rate, pitch, range_, seed)
     elif engine == "flite":
         x = _flite(name, text, rate, pitch)
+    elif engine == "festival":
+        x = festival_synthesize(name, text, rate)
     else:
-        raise BadValueError(f"unknown TTS voice {voice!r}; expected espeak:<name> or flite:<name>")
-    if len(x) == 0:
-        raise RuntimeError(f"TTS produced no audio for {text!r} with voice {voice!r}")
+        raise BadValueError(
+            f"unknown TTS voice {voice!r}; expected espeak:<name>, flite:<name> or festival:<name>"
+        )
+    if len(x) == 0 or not np.any(x):
+        raise UnpronounceableError(f"{voice}: {text!r}: no audio")
     return x

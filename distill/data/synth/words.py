@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from distill.errors import BadValueError
-
 import re
+
+from distill.errors import BadValueError
 
 #: The 35 words of Speech Commands v2, in the dataset's documentation order.
 _SPEECH_COMMANDS_V2 = (

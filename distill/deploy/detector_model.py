@@ -1,0 +1,161 @@
+"""Model backends for the streaming runtime: a trained student from a run, checkpoint or file.
+
+`load_detector_model(path)` picks the backend from what `path` is; `StudentDetector` runs the
+PyTorch student with its own frontend; exported ONNX models run in onnxruntime
+(`distill.deploy.onnx_detector`). Any backend offers the methods of
+`distill.deploy.stream.DetectorModel`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distill.data.frontend import Frontend, frontend_kwargs
+from distill.deploy.stateful import StatefulRunner, stateful_reason
+from distill.errors import BadValueError, MissingFileError, UsageError
+from distill.pipeline.artifacts import STUDENT_FILE, load_module, load_student, resolve
+
+ACTIVATIONS = {"single_label": "softmax", "multi_label": "sigmoid"}
+STUDENT_SUFFIXES = (".safetensors", ".pt")  # a saved student (.pt: older versions)
+
+
+class StudentDetector:
+    """A student and its frontend as a `DetectorModel`: posteriors = activation(logits)."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        frontend: Frontend,
+        class_names: list[str],
+        window_seconds: float,
+        activation: str,
+        source: str = "",
+        student_name: str = "",
+    ) -> None:
+        if activation not in ("softmax", "sigmoid"):
+            raise BadValueError(f"activation must be softmax or sigmoid, given {activation!r}")
+        self.student = student.eval()
+        self.frontend = frontend.eval()
+        self.class_names = list(class_names)
+        self.sample_rate = int(frontend.sample_rate)
+        self.window_seconds = float(window_seconds)
+        self.activation = activation
+        self.source = source
+        self.student_name = student_name or type(student).__name__
+
+    @torch.inference_mode()
+    def score_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        """Posteriors (B, C) of waveform windows (B, N)."""
+        logits = self.student(self.frontend(windows.float()))
+        return logits.softmax(-1) if self.activation == "softmax" else logits.sigmoid()
+
+    def check_window(self, window_samples: int) -> None:
+        """Refuse a window the frontend or the student cannot take (too short)."""
+        try:
+            self.score_windows(torch.zeros(1, window_samples))
+        except Exception as err:  # noqa: BLE001  any failure means the window does not fit
+            raise BadValueError(
+                f"window of {window_samples / self.sample_rate:g} s is too short for "
+                f"{self.student_name} with its frontend: {' '.join(str(err).split())[:200]}"
+            ) from None
+
+    def stateful_reason(self) -> str | None:
+        """Why this student cannot stream statefully, or None."""
+        return stateful_reason(self.student, self.frontend)
+
+    def open_stateful(self, window_samples: int) -> StatefulRunner:
+        """A fresh stateful runner (its own state) over this student."""
+        return StatefulRunner(self.student, self.frontend, window_samples, self.activation)
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is, for the output record."""
+        fe = self.frontend
+        return {
+            "source": self.source,
+            "backend": "pytorch",
+            "student": self.student_name,
+            "classes": self.class_names,
+            "activation": self.activation,
+            "training_window_seconds": self.window_seconds,
+            "sample_rate": self.sample_rate,
+            "frontend": {
+                "kind": fe.kind,
+                "n_features": fe.n_features,
+                "hop_length": fe.hop_length,
+                "normalize": fe.normalize,
+            },
+        }
+
+
+def _task_near(path: Path) -> str | None:
+    for folder in (path.parent, path.parent.parent):
+        results = folder / "results.json"
+        if results.is_file():
+            task = json.loads(results.read_text()).get("task")
+            if task:
+                return task
+    return None
+
+
+def _activation(task: str | None, override: str | None, path: Path) -> str:
+    if override is not None:
+        return override
+    if task not in ACTIVATIONS:
+        raise UsageError(
+            f"{path}: cannot tell whether the model is single- or multi-label (no task in the "
+            "file or a results.json beside it); pass --activation softmax or sigmoid"
+        )
+    return ACTIVATIONS[task]
+
+
+def _from_student_file(path: Path, activation: str | None) -> StudentDetector:
+    model, info = load_student(path)
+    frontend = Frontend(**frontend_kwargs(**info["frontend"]))
+    task = info.get("task") or _task_near(path)
+    return StudentDetector(
+        model,
+        frontend,
+        info["class_names"],
+        info["clip_seconds"],
+        _activation(task, activation, path),
+        source=str(path),
+        student_name=str(info["name"]),
+    )
+
+
+def _from_checkpoint(path: Path, activation: str | None) -> StudentDetector:
+    module = load_module(path)
+    return StudentDetector(
+        module.student,
+        module.frontend,
+        module.class_names,
+        module.clip_seconds,
+        _activation(module.task, activation, path),
+        source=str(path),
+        student_name=str(module.cfg.student.target or module.cfg.student.name),
+    )
+
+
+def load_detector_model(path: str | Path, activation: str | None = None) -> Any:
+    """The backend for a run directory (its saved student, else its best checkpoint), a .ckpt,
+    a saved student file, or an exported waveform-in or stateful .onnx (distill export
+    --variant waveform|stateful). `activation` overrides softmax/sigmoid (default: from the
+    task, or the ONNX model's metadata)."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"model {path} does not exist")
+    if path.is_dir() and (path / STUDENT_FILE).is_file():
+        return _from_student_file(path / STUDENT_FILE, activation)
+    if path.is_file() and path.suffix in STUDENT_SUFFIXES:
+        return _from_student_file(path, activation)
+    if path.is_file() and path.suffix == ".onnx":
+        from distill.deploy.onnx_detector import load_onnx_detector
+
+        return load_onnx_detector(path, activation)
+    checkpoint, _ = resolve(path)
+    return _from_checkpoint(checkpoint, activation)

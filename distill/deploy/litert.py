@@ -1,0 +1,376 @@
+"""LiteRT (TFLite) export of a run's student: float and full-integer int8 `.tflite`, checked
+in the LiteRT interpreter.
+
+The toolchain is the optional extra `litert` and stays behind this module: litert-torch
+converts the eval-mode student (torch.export, static shapes: batch 1 and the recipe's frames)
+to a float flatbuffer; ai-edge-quantizer's static recipe quantizes every operator it supports
+to int8 (weights int8 symmetric per channel, activations int8 asymmetric per tensor, min-max
+ranges from calibration clips); ai-edge-litert's interpreter (XNNPACK delegate) runs both. The
+int8 file takes and returns float tensors (a QUANTIZE op after the input, a DEQUANTIZE before
+the output) unless `int8_io`, which makes input and output int8 as microcontroller runtimes
+expect; `run_tflite` quantizes and dequantizes at the boundary either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from distill.errors import BadValueError, MissingFileError, UsageError
+from distill.files import atomic_path, write_json
+
+MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
+SIGNATURE = "serving_default"  # the one signature litert-torch writes
+
+
+def missing_modules() -> list[str]:
+    """The toolchain modules that are not installed (empty when LiteRT export works)."""
+    return [name for name in MODULES if importlib.util.find_spec(name) is None]
+
+
+def require_litert() -> None:
+    """Raise UsageError naming the missing modules when the `litert` extra is not installed."""
+    missing = missing_modules()
+    if missing:
+        raise UsageError(
+            "LiteRT export needs the optional `litert` extra (pip install -e '.[litert]'); "
+            f"missing module(s): {', '.join(missing)}"
+        )
+
+
+def convert_float(student: nn.Module, path: str | Path, n_features: int, frames: int) -> Path:
+    """Write the bare student as a float `.tflite` (features (1, F, T) -> logits (1, C))."""
+    require_litert()
+    import litert_torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    student = student.eval()
+    if any(m._forward_hooks or m._forward_pre_hooks for m in student.modules()):
+        raise UsageError("refusing to export a student that still carries forward hooks")
+    shown = litert_torch.config.show_progress
+    litert_torch.config.show_progress = False
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's pytree deprecations
+            model = litert_torch.convert(student, (torch.zeros(1, n_features, frames),))
+            content = model.model_content()
+    finally:
+        litert_torch.config.show_progress = shown
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_short_names(content))
+    return path
+
+
+def _short_names(model_bytes: bytes) -> bytes:
+    """The flatbuffer with tensor names `t<index>` and no description: litert-torch names each
+    tensor by its module path, which made up 60 % of a BC-ResNet-1 file."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    model.description = None
+    for graph in model.subgraphs:
+        for i, tensor in enumerate(graph.tensors):
+            tensor.name = f"t{i}"
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _clips(batches: list[np.ndarray]) -> list[np.ndarray]:
+    """(B, F, T) batches as a list of (1, F, T) float32 clips (the flatbuffer's batch is 1)."""
+    return [np.asarray(b[i : i + 1], dtype=np.float32) for b in batches for i in range(len(b))]
+
+
+def quantize_int8(
+    float_path: str | Path,
+    int8_path: str | Path,
+    calibration: list[np.ndarray],
+    int8_io: bool = False,
+) -> Path:
+    """Write the full-integer int8 model of `float_path`, activation ranges from the
+    `calibration` feature batches; float input/output unless `int8_io`."""
+    require_litert()
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    clips = _clips(calibration)
+    if not clips:
+        raise BadValueError("int8 calibration needs at least one clip; got none")
+    if not Path(float_path).is_file():
+        raise MissingFileError(f"float LiteRT model {float_path} does not exist")
+    q = quantizer.Quantizer(str(float_path))
+    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    if not int8_io:
+        for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+            q.update_quantization_recipe(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    name = _input_name(float_path)
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")  # preserve-all-tensors and progress-bar chatter
+        ranges = q.calibrate({SIGNATURE: [{name: clip} for clip in clips]})
+        result = q.quantize(ranges, enable_progress_report=False)
+    int8_path = Path(int8_path)
+    with atomic_path(int8_path) as tmp:
+        tmp.write_bytes(_short_names(bytes(result.quantized_model)))
+    return int8_path
+
+
+def interpreter(path: str | Path, threads: int = 1):  # -> ai_edge_litert Interpreter
+    """A LiteRT interpreter on `threads` CPU threads (XNNPACK delegate), tensors allocated."""
+    require_litert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    if not Path(path).is_file():
+        raise MissingFileError(f"LiteRT model {path} does not exist")
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    return it
+
+
+def _input_name(path: str | Path) -> str:
+    return interpreter(path).get_signature_list()[SIGNATURE]["inputs"][0]
+
+
+def io_types(path: str | Path) -> dict[str, str]:
+    """Input and output dtypes of a `.tflite` (float32 or int8)."""
+    it = interpreter(path)
+    return {
+        "input": np.dtype(it.get_input_details()[0]["dtype"]).name,
+        "output": np.dtype(it.get_output_details()[0]["dtype"]).name,
+    }
+
+
+def _to_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] != np.int8:
+        return x.astype(detail["dtype"])
+    scale, zero = detail["quantization"]
+    return np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+
+
+def _from_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] != np.int8:
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale
+
+
+def run_tflite(path: str | Path, feats: list[np.ndarray], threads: int = 1) -> np.ndarray:
+    """Logits (float) of a `.tflite` student over (B, F, T) feature batches, clip by clip."""
+    it = interpreter(path, threads)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    logits = []
+    for clip in _clips(feats):
+        if tuple(clip.shape) != tuple(inp["shape"]):
+            raise BadValueError(
+                f"{path} takes features of shape {tuple(inp['shape'])}, given {clip.shape}"
+            )
+        it.set_tensor(inp["index"], _to_input(clip, inp))
+        it.invoke()
+        logits.append(_from_output(it.get_tensor(out["index"]), out))
+    return np.concatenate(logits)
+
+
+def tflite_latency(
+    path: str | Path, batch: int = 1, threads: int = 1, warmup: int = 10, runs: int = 100
+) -> float | None:
+    """Median milliseconds of one invoke on a random input; None when `batch` is not the file's
+    batch (static shapes: litert-torch 0.10 fails to convert a dynamic batch, and XNNPACK cannot
+    reshape a batch-1 graph to another batch)."""
+    if runs < 1 or warmup < 0:
+        raise BadValueError(f"need runs >= 1 and warmup >= 0; got {runs}, {warmup}")
+    it = interpreter(path, threads)
+    inp = it.get_input_details()[0]
+    if int(inp["shape"][0]) != batch:
+        return None
+    out = it.get_output_details()[0]["index"]
+    x = _to_input(np.random.default_rng(0).standard_normal(inp["shape"]).astype(np.float32), inp)
+    times = []
+    for i in range(warmup + runs):  # input in, invoke, output out: what onnxruntime's run times
+        start = time.perf_counter()
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        it.get_tensor(out)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)
+
+
+# -- a run's student, checked on a split (the LiteRT counterpart of deploy.export.export_run) ----
+
+
+def export_tflite_run(
+    target: str | Path,
+    int8: bool = False,
+    split: str = "val",
+    calib_batches: int = 8,
+    limit_batches: int | None = None,
+    min_agreement: float = 0.995,
+    out_dir: str | Path | None = None,
+    int8_io: bool = False,
+    calib_split: str = "val",
+    data_overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write `student_float.tflite` (and after `distill qat` `student_qat_float.tflite`), check
+    each in the LiteRT interpreter on `split` against PyTorch (argmax agreement >= `min_agreement`
+    or ParityError); with `int8` also the full-integer `student_int8_ptq.tflite` (and
+    `student_int8_qat.tflite`), calibrated on the first `calib_batches` batches of `calib_split`
+    (train or val, never test), with its accuracy change against float. Every file gets its
+    memory budget (`deploy.memory`). The report is also written to `export_tflite.json`."""
+    from distill.deploy.export import with_data_overrides
+    from distill.deploy.onnx_io import split_features
+    from distill.pipeline.artifacts import (
+        EXPORT_DIR,
+        frames_of,
+        load_module,
+        load_qat_student,
+        resolve,
+    )
+
+    _check_options(int8, calib_batches, calib_split, limit_batches)
+    require_litert()
+    checkpoint, run_dir = resolve(target)
+    module = load_module(checkpoint)
+    qat = load_qat_student(run_dir)
+    if data_overrides:
+        module.cfg = with_data_overrides(module.cfg, data_overrides)
+    out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
+    n_features, frames = module.frontend.n_features, frames_of(module)
+    feats, labels = split_features(module, split, limit_batches)
+    calibration: list[np.ndarray] = []
+    if int8:
+        calibration = (
+            feats[:calib_batches]
+            if calib_split == split
+            else split_features(module, calib_split, calib_batches)[0]
+        )
+    models = {"float": module.student}
+    if qat is not None:
+        models["qat_float"] = qat[0]
+    single = module.task == "single_label"
+    files: dict[str, dict[str, Any]] = {}
+    known = labels if single else None
+    for name, student in models.items():
+        path = convert_float(student, out / f"student_{name}.tflite", n_features, frames)
+        files[name], logits = _float_entry(path, student, feats, known, min_agreement)
+        if int8:
+            int8_name = "int8_ptq" if name == "float" else "int8_qat"
+            int8_path = quantize_int8(
+                path, out / f"student_{int8_name}.tflite", calibration, int8_io
+            )
+            files[int8_name] = _int8_entry(int8_path, path, logits, feats, known)
+            files[int8_name]["calibration_clips"] = sum(len(b) for b in calibration)
+    if single:
+        for entry in files.values():
+            entry["accuracy_change_vs_float"] = entry["accuracy"] - files["float"]["accuracy"]
+    report = {
+        "runtime": "LiteRT",
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "clips": len(labels),
+        "data_root": str(module.cfg.data.root),
+        "calibration_split": calib_split if int8 else None,
+        "int8_io": int8_io if int8 else None,
+        "files": files,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "export_tflite.json", report)
+    return report
+
+
+def _check_options(
+    int8: bool, calib_batches: int, calib_split: str, limit_batches: int | None
+) -> None:
+    if int8 and calib_batches < 1:
+        raise BadValueError(f"calib_batches must be >= 1, given {calib_batches}")
+    if calib_split not in ("train", "val"):
+        raise BadValueError(f"calib_split must be train or val (never test), given {calib_split!r}")
+    if limit_batches is not None and limit_batches < 1:
+        raise BadValueError(f"limit_batches must be >= 1 (or unset), given {limit_batches}")
+
+
+def _float_entry(
+    path: Path,
+    student: nn.Module,
+    feats: list[np.ndarray],
+    labels: np.ndarray | None,
+    min_agreement: float,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The float file's report (ParityError below `min_agreement`) and its logits."""
+    from distill.deploy.export import accuracy, check_float
+    from distill.deploy.memory import memory_budget
+    from distill.deploy.onnx_io import run_torch
+
+    torch_logits, logits = run_torch(student, feats), run_tflite(path, feats)
+    entry = {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "agreement_with_torch": check_float(
+            path, torch_logits, logits, min_agreement, runtime="LiteRT"
+        ),
+        "max_abs_logit_diff": float(np.abs(torch_logits - logits).max()),
+        "memory": memory_budget(path),
+    }
+    if labels is not None:
+        entry["accuracy"] = accuracy(logits, labels)
+    return entry, logits
+
+
+def _int8_entry(
+    path: Path,
+    float_path: Path,
+    float_logits: np.ndarray,
+    feats: list[np.ndarray],
+    labels: np.ndarray | None,
+) -> dict[str, Any]:
+    """The int8 file's report: agreement with its float file, accuracy, clips it changes."""
+    from distill.deploy.export import accuracy, agreement
+    from distill.deploy.memory import memory_budget
+
+    logits = run_tflite(path, feats)
+    entry: dict[str, Any] = {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "from": str(float_path),
+        "io": io_types(path),
+        "agreement_with_float": agreement(float_logits, logits),
+        "memory": memory_budget(path),
+    }
+    if labels is not None:
+        entry["accuracy"] = accuracy(logits, labels)
+        right, float_right = logits.argmax(1) == labels, float_logits.argmax(1) == labels
+        entry["clips_fixed"] = int((right & ~float_right).sum())
+        entry["clips_broken"] = int((float_right & ~right).sum())
+    return entry
+
+
+def format_tflite_report(report: dict[str, Any]) -> str:
+    """`export.format_report`'s summary plus each file's memory budget."""
+    from distill.deploy.export import format_report
+    from distill.deploy.memory import format_budget
+
+    lines = [format_report(report), "memory budget (flash = file bytes; peak activations = "
+             "largest set of tensors alive at once in execution order):"]  # fmt: skip
+    for name, entry in report["files"].items():
+        lines.append("  " + format_budget(name, entry["memory"]))
+    return "\n".join(lines)
+
+
+__all__ = [
+    "convert_float",
+    "export_tflite_run",
+    "format_tflite_report",
+    "interpreter",
+    "io_types",
+    "missing_modules",
+    "quantize_int8",
+    "require_litert",
+    "run_tflite",
+    "tflite_latency",
+]
