@@ -145,6 +145,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--window", type=float, default=None, help="window seconds (default: training clip)"
     )
+    _decision_arguments(p)
+    p.add_argument("--plot", action="store_true", help="also write a PNG per file")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="list unreadable audio as skipped, not fail"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--mic",
+        action="store_true",
+        help="listen to the microphone instead of files (needs the optional package "
+        "sounddevice, not installed by default); Ctrl-C stops",
+    )
+    p.add_argument("--mic-seconds", type=float, default=None, help="stop --mic after N seconds")
+    p.add_argument("--device", default=None, help="--mic input device (sounddevice name/index)")
+    p.set_defaults(func=_detect)
+
+
+def _decision_arguments(p: argparse.ArgumentParser) -> None:
+    """Smoothing, thresholds, refractory period, keyword choice and activation."""
     p.add_argument("--smooth", type=int, default=3, help="moving average over N hops (3)")
     p.add_argument(
         "--threshold",
@@ -171,17 +190,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="posteriors from logits (default: softmax for single-label, sigmoid multi-label)",
     )
-    p.add_argument("--plot", action="store_true", help="also write a PNG per file")
-    p.add_argument(
-        "--skip-bad", action="store_true", help="list unreadable audio as skipped, not fail"
-    )
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument(
-        "--mic",
-        action="store_true",
-        help="listen to the microphone instead of files (needs the optional package "
-        "sounddevice, not installed by default); Ctrl-C stops",
-    )
-    p.add_argument("--mic-seconds", type=float, default=None, help="stop --mic after N seconds")
-    p.add_argument("--device", default=None, help="--mic input device (sounddevice name/index)")
-    p.set_defaults(func=_detect)

@@ -130,18 +130,31 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+TARGET_HELP = "run directory written by `distill fit`, or one of its .ckpt files"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the deployment commands."""
-    target_help = "run directory written by `distill fit`, or one of its .ckpt files"
     p = subparsers.add_parser("qat", help="fake-quant fine-tuning with the distillation losses")
-    p.add_argument("target", help=target_help)
+    p.add_argument("target", help=TARGET_HELP)
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. qat.epochs=3")
     p.set_defaults(func=_qat)
 
+    _add_export(subparsers)
+    p = subparsers.add_parser("bench", help="size and 1-thread latency: teacher, float, int8")
+    p.add_argument("target", help=TARGET_HELP)
+    p.add_argument("--runs", type=int, default=200, help="timed runs per model and batch")
+    p.add_argument("--warmup", type=int, default=20, help="untimed warm-up runs")
+    p.add_argument("--limit-batches", type=int, default=None, help="export check on N batches")
+    p.set_defaults(func=_bench)
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    """Add `export` with its format, variant and int8 options."""
     p = subparsers.add_parser(
         "export", help="write the bare student as ONNX or LiteRT .tflite (float, int8)"
     )
-    p.add_argument("target", help=target_help)
+    p.add_argument("target", help=TARGET_HELP)
     p.add_argument(
         "--format",
         default="onnx",
@@ -200,10 +213,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-agreement", type=float, default=0.995, help="float argmax agreement required"
     )
     p.set_defaults(func=_export)
-
-    p = subparsers.add_parser("bench", help="size and 1-thread latency: teacher, float, int8")
-    p.add_argument("target", help=target_help)
-    p.add_argument("--runs", type=int, default=200, help="timed runs per model and batch")
-    p.add_argument("--warmup", type=int, default=20, help="untimed warm-up runs")
-    p.add_argument("--limit-batches", type=int, default=None, help="export check on N batches")
-    p.set_defaults(func=_bench)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from distill.deploy.int8 import quantize_onnx, resolved_op_types
 from distill.deploy.int8_error import activation_sqnr, format_sqnr
@@ -53,6 +55,58 @@ def check_float(
     return agree
 
 
+@dataclass
+class ExportInputs:
+    """What every export of a run starts from (ONNX and LiteRT alike)."""
+
+    checkpoint: Path
+    run_dir: Path
+    module: Any  # the run's DistillModule, taps detached
+    models: dict[str, nn.Module]  # "float", and "qat_float" after `distill qat`
+    out: Path
+    n_features: int
+    frames: int
+    feats: list[np.ndarray]  # feature batches of the checked split
+    labels: np.ndarray
+    calibration: list[np.ndarray]  # int8 calibration batches (empty without int8)
+
+
+def export_inputs(
+    target: str | Path,
+    split: str,
+    limit_batches: int | None,
+    int8: bool,
+    calib_batches: int,
+    calib_split: str,
+    data_overrides: list[str] | None,
+    out_dir: str | Path | None,
+) -> ExportInputs:
+    """Load the run's student (and its QAT student, before any work: a refused artifact stops
+    the export), the checked split's features and, with int8, the calibration batches."""
+    checkpoint, run_dir = resolve(target)
+    module = load_module(checkpoint)
+    qat = load_qat_student(run_dir)
+    if data_overrides:
+        module.cfg = with_data_overrides(module.cfg, data_overrides)
+    feats, labels = split_features(module, split, limit_batches)
+    calibration: list[np.ndarray] = []
+    if int8:
+        calibration = (
+            feats[:calib_batches]
+            if calib_split == split
+            else split_features(module, calib_split, calib_batches)[0]
+        )
+    models: dict[str, nn.Module] = {"float": module.student}
+    if qat is not None:
+        models["qat_float"] = qat[0]
+    out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
+    frontend = module.frontend
+    return ExportInputs(
+        checkpoint, run_dir, module, models, out, frontend.n_features, frames_of(module), feats,
+        labels, calibration,
+    )  # fmt: skip
+
+
 def export_run(
     target: str | Path,
     int8: bool = False,
@@ -80,22 +134,13 @@ def export_run(
         raise BadValueError(f"calib_batches must be >= 1, given {calib_batches}")
     if calib_split not in ("train", "val"):
         raise BadValueError(f"calib_split must be train or val (never test), given {calib_split!r}")
-    checkpoint, run_dir = resolve(target)
-    module = load_module(checkpoint)
-    qat = load_qat_student(run_dir)  # before any work: a refused artifact stops the export
-    if data_overrides:
-        module.cfg = with_data_overrides(module.cfg, data_overrides)
-    out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
-    n_features, frames = module.frontend.n_features, frames_of(module)
+    inputs = export_inputs(
+        target, split, limit_batches, int8, calib_batches, calib_split, data_overrides, out_dir
+    )
+    module, feats, labels, out = inputs.module, inputs.feats, inputs.labels, inputs.out
+    checkpoint, calibration = inputs.checkpoint, inputs.calibration
+    n_features, frames = inputs.n_features, inputs.frames
     opset = int(module.cfg.export.opset)
-    feats, labels = split_features(module, split, limit_batches)
-    calibration: list[np.ndarray] = []
-    if int8:
-        calibration = (
-            feats[:calib_batches]
-            if calib_split == split
-            else split_features(module, calib_split, calib_batches)[0]
-        )
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "split": split,
@@ -103,24 +148,14 @@ def export_run(
         "data_root": str(module.cfg.data.root),
         "calibration_split": calib_split if int8 else None,
     }
-    models: dict[str, Any] = {"float": module.student}
-    if qat is not None:
-        models["qat_float"] = qat[0]
     files: dict[str, dict[str, Any]] = {}
     float_acc = None
-    for name, student in models.items():
+    for name, student in inputs.models.items():
         path = export_float(student, out / f"student_{name}.onnx", n_features, frames, opset)
-        torch_logits = run_torch(student, feats)
-        onnx_logits = run_onnx(path, feats)
-        entry = {
-            "path": str(path),
-            "bytes": path.stat().st_size,
-            "agreement_with_torch": check_float(path, torch_logits, onnx_logits, min_agreement),
-            "max_abs_logit_diff": float(np.abs(torch_logits - onnx_logits).max()),
-        }
-        if module.task == "single_label":
-            entry["accuracy"] = accuracy(onnx_logits, labels)
-            float_acc = entry["accuracy"] if name == "float" else float_acc
+        known = labels if module.task == "single_label" else None
+        entry = _float_onnx_entry(path, student, feats, known, min_agreement)
+        if known is not None and name == "float":
+            float_acc = entry["accuracy"]
         files[name] = entry
         if int8:
             options = {"calibration_method": calibration_method, "op_types": int8_ops}
@@ -135,6 +170,25 @@ def export_run(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "export.json", report)
     return report
+
+
+def _float_onnx_entry(
+    path: Path, student: nn.Module, feats: list[np.ndarray], labels: np.ndarray | None,
+    min_agreement: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Size, argmax agreement with PyTorch (ParityError below `min_agreement`) and, given the
+    labels of a single-label task, accuracy of one float ONNX file."""
+    torch_logits = run_torch(student, feats)
+    onnx_logits = run_onnx(path, feats)
+    entry = {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "agreement_with_torch": check_float(path, torch_logits, onnx_logits, min_agreement),
+        "max_abs_logit_diff": float(np.abs(torch_logits - onnx_logits).max()),
+    }
+    if labels is not None:
+        entry["accuracy"] = accuracy(onnx_logits, labels)
+    return entry
 
 
 def with_data_overrides(cfg: Any, overrides: list[str]) -> Any:

@@ -223,40 +223,19 @@ def export_tflite_run(
     `student_int8_qat.tflite`), calibrated on the first `calib_batches` batches of `calib_split`
     (train or val, never test), with its accuracy change against float. Every file gets its
     memory budget (`deploy.memory`). The report is also written to `export_tflite.json`."""
-    from distill.deploy.export import with_data_overrides
-    from distill.deploy.onnx_io import split_features
-    from distill.pipeline.artifacts import (
-        EXPORT_DIR,
-        frames_of,
-        load_module,
-        load_qat_student,
-        resolve,
-    )
+    from distill.deploy.export import export_inputs
 
     _check_options(int8, calib_batches, calib_split, limit_batches)
     require_litert()
-    checkpoint, run_dir = resolve(target)
-    module = load_module(checkpoint)
-    qat = load_qat_student(run_dir)
-    if data_overrides:
-        module.cfg = with_data_overrides(module.cfg, data_overrides)
-    out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
-    n_features, frames = module.frontend.n_features, frames_of(module)
-    feats, labels = split_features(module, split, limit_batches)
-    calibration: list[np.ndarray] = []
-    if int8:
-        calibration = (
-            feats[:calib_batches]
-            if calib_split == split
-            else split_features(module, calib_split, calib_batches)[0]
-        )
-    models = {"float": module.student}
-    if qat is not None:
-        models["qat_float"] = qat[0]
+    inputs = export_inputs(
+        target, split, limit_batches, int8, calib_batches, calib_split, data_overrides, out_dir
+    )
+    module, feats, labels, out = inputs.module, inputs.feats, inputs.labels, inputs.out
+    n_features, frames, calibration = inputs.n_features, inputs.frames, inputs.calibration
     single = module.task == "single_label"
     files: dict[str, dict[str, Any]] = {}
     known = labels if single else None
-    for name, student in models.items():
+    for name, student in inputs.models.items():
         path = convert_float(student, out / f"student_{name}.tflite", n_features, frames)
         files[name], logits = _float_entry(path, student, feats, known, min_agreement)
         if int8:
@@ -271,7 +250,7 @@ def export_tflite_run(
             entry["accuracy_change_vs_float"] = entry["accuracy"] - files["float"]["accuracy"]
     report = {
         "runtime": "LiteRT",
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(inputs.checkpoint),
         "split": split,
         "clips": len(labels),
         "data_root": str(module.cfg.data.root),

@@ -42,7 +42,7 @@ def run_grid(
     With `stream_eval_hours`, every finished run also gets the streaming metric over that many
     hours of negative audio (`stream_columns`; reused when unchanged) in extra columns."""
     from distill.caches.build import build_caches
-    from distill.experiments.grid import GridRun, train_runs
+    from distill.experiments.grid import train_runs
 
     if seeds < 1:
         raise BadValueError(f"--seeds must be at least 1, given {seeds}")
@@ -58,6 +58,36 @@ def run_grid(
         for arm in arm_objs
         for seed in range(seeds)
     ]
+    pending, missing = _plan(cfg, cells, collect_only)
+    if pending:
+        # side by side, the feature cache is built once before the runs that read it start
+        build_caches(cfg, teacher=_needs_teacher_cache(cfg, arm_objs), features=jobs > 1)
+        train_runs(pending, jobs)
+    rows = [
+        result_row(student, arm, seed, FitResult.read(run_dir / "results.json"))
+        for student, arm, seed, run_dir in cells
+        if run_dir not in missing
+    ]
+    if missing:
+        print(f"compare: {len(missing)} run(s) not finished, left out of the table:")
+        for run_dir in missing:
+            print(f"  {run_dir}")
+    if collect_only and not rows:
+        raise MissingFileError(
+            f"compare --collect-only: no finished run (results.json) under {out_dir} for "
+            f"students {', '.join(student_names)} and arms {', '.join(arms)}"
+        )
+    _add_cost_columns(rows, stream_eval_hours)
+    csv_path = out_dir / "results.csv"
+    write_rows(csv_path, rows)
+    return csv_path
+
+
+def _plan(cfg: DictConfig, cells: list[tuple], collect_only: bool) -> tuple[list, list[Path]]:
+    """(runs to train, unfinished run folders left out): finished cells are skipped, an
+    unfinished folder is cleared and redone (or, with `collect_only`, listed as missing)."""
+    from distill.experiments.grid import GridRun
+
     pending, missing = [], []
     for student, arm, seed, run_dir in cells:
         if (run_dir / "results.json").is_file():
@@ -78,24 +108,11 @@ def run_grid(
                 ],
             )
             pending.append(GridRun(f"{student} {arm.name} seed {seed}", run_cfg, run_dir))
-    if pending:
-        # side by side, the feature cache is built once before the runs that read it start
-        build_caches(cfg, teacher=_needs_teacher_cache(cfg, arm_objs), features=jobs > 1)
-        train_runs(pending, jobs)
-    rows = [
-        result_row(student, arm, seed, FitResult.read(run_dir / "results.json"))
-        for student, arm, seed, run_dir in cells
-        if run_dir not in missing
-    ]
-    if missing:
-        print(f"compare: {len(missing)} run(s) not finished, left out of the table:")
-        for run_dir in missing:
-            print(f"  {run_dir}")
-    if collect_only and not rows:
-        raise MissingFileError(
-            f"compare --collect-only: no finished run (results.json) under {out_dir} for "
-            f"students {', '.join(student_names)} and arms {', '.join(arms)}"
-        )
+    return pending, missing
+
+
+def _add_cost_columns(rows: list[dict], stream_eval_hours: float | None) -> None:
+    """Latency per student and, with `stream_eval_hours`, the streaming metric per run."""
     latency = {
         s: student_latency(Path(r["run_dir"]) / STUDENT_FILE)
         for s, r in {row["student"]: row for row in rows}.items()
@@ -104,9 +121,6 @@ def run_grid(
         row["latency_ms_b1"] = latency[row["student"]]
         if stream_eval_hours is not None:
             row.update(stream_columns(Path(row["run_dir"]), stream_eval_hours))
-    csv_path = out_dir / "results.csv"
-    write_rows(csv_path, rows)
-    return csv_path
 
 
 def stream_columns(run_dir: Path, hours: float) -> dict[str, float | None]:

@@ -110,14 +110,7 @@ def _fit_in(
     )[0]
     if not trainer.is_global_zero:
         return FitResult(rank=trainer.global_rank, test={k: float(v) for k, v in test.items()})
-    best_module = load_checkpoint_module(best)
-    if isinstance(module.teacher_source, torch.nn.Module):
-        module.teacher_source.cpu()
-    best_module.set_teacher_source(module.teacher_source)
-    datamodule.stop_serving()  # the samples keep waveforms
-    dump_attention_samples(best_module, datamodule, run_dir / SAMPLES_FILE)
-    best_module.detach_taps()
-    save_student(best_module, run_dir / STUDENT_FILE)
+    best_module = _save_best(best, module, datamodule, run_dir)
     frames = best_module.frontend.num_frames(
         int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
     )
@@ -139,6 +132,19 @@ def _fit_in(
     )
     results.write(run_dir / "results.json")
     return results
+
+
+def _save_best(best: str, module: DistillModule, datamodule: Any, run_dir: Path) -> DistillModule:
+    """The best checkpoint's module: its attention samples dumped, its bare student saved."""
+    best_module = load_checkpoint_module(best)
+    if isinstance(module.teacher_source, torch.nn.Module):
+        module.teacher_source.cpu()
+    best_module.set_teacher_source(module.teacher_source)
+    datamodule.stop_serving()  # the samples keep waveforms
+    dump_attention_samples(best_module, datamodule, run_dir / SAMPLES_FILE)
+    best_module.detach_taps()
+    save_student(best_module, run_dir / STUDENT_FILE)
+    return best_module
 
 
 def _train(
