@@ -24,6 +24,7 @@ def test_demo_end_to_end_at_reduced_size(tmp_path: Path, monkeypatch: pytest.Mon
         seeds=1,
         qat_epochs=1,
         workers=2,
+        stream_hours=0.05,
     )
     result = run_demo(options, ["trainer.max_epochs=1", "trainer.progress_bar=false"])
 
