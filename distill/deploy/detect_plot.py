@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
 
 from distill.deploy.decisions import moving_average
-from distill.deploy.detect import FileResult
 from distill.files import atomic_path
 
 
 def plot_detections(
-    result: FileResult,
+    result: Any,
     thresholds: dict[str, float],
     smooth_hops: int,
     path: str | Path,
     truth: list[tuple[str, float, float]] | None = None,
 ) -> Path:
-    """Write the plot of `result` to `path` (PNG); one line and threshold per detected class;
+    """Write the plot of `result` (a `distill.deploy.detect.FileResult`, which imports this
+    module) to `path` (PNG); one line and threshold per detected class;
     `truth` (class, onset, offset), when known, marked under the waveform."""
     post, env = result.posteriors, result.envelope
     fig = Figure(figsize=(12, 5.5))  # drawn with the Agg canvas, no pyplot state
