@@ -37,24 +37,27 @@ def _export(args: argparse.Namespace) -> int:
     if args.int8_io:
         raise UsageError("--int8-io applies to --format tflite only")
     try:
-        report = export_run(
-            args.target,
-            int8=args.int8,
-            split=args.split,
-            calib_batches=args.calib_batches,
-            limit_batches=args.limit_batches,
-            min_agreement=args.min_agreement,
-            calibration_method=args.calibration_method,
-            sqnr_batches=args.sqnr_batches,
-            int8_ops=_int8_ops(args.int8_ops),
-            calib_split=args.calib_split,
-            data_overrides=args.overrides,
-        )
+        report = export_run(args.target, sqnr_batches=args.sqnr_batches, **_onnx_options(args))
     except ParityError as err:
         print(f"distill export: error: {err}", file=sys.stderr)
         return 1
     print(format_report(report))
     return 0
+
+
+def _onnx_options(args: argparse.Namespace) -> dict:
+    """The `export_run` options of the command line (all but target and sqnr_batches)."""
+    return {
+        "int8": args.int8,
+        "split": args.split,
+        "calib_batches": args.calib_batches,
+        "limit_batches": args.limit_batches,
+        "min_agreement": args.min_agreement,
+        "calibration_method": args.calibration_method,
+        "int8_ops": _int8_ops(args.int8_ops),
+        "calib_split": args.calib_split,
+        "data_overrides": args.overrides,
+    }
 
 
 def _export_stream(args: argparse.Namespace) -> int:
@@ -72,12 +75,7 @@ def _export_stream(args: argparse.Namespace) -> int:
             report = es.export_stateful_run(args.target, args.hop, args.window, args.split)
             print(es.format_stream_report("stateful", report))
             return 0
-        features = export_run(
-            args.target, int8=args.int8, split=args.split, calib_batches=args.calib_batches,
-            limit_batches=args.limit_batches, min_agreement=args.min_agreement,
-            calibration_method=args.calibration_method, int8_ops=_int8_ops(args.int8_ops),
-            calib_split=args.calib_split, data_overrides=args.overrides,
-        )  # fmt: skip
+        features = export_run(args.target, **_onnx_options(args))
         report = es.export_waveform_run(args.target, features, args.split, args.limit_batches)
     except (ParityError, StreamParityError) as err:
         print(f"distill export: error: {err}", file=sys.stderr)
