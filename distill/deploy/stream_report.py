@@ -72,8 +72,9 @@ def plot_det(result: dict[str, Any], path: Path, title: str = "") -> Path:
     curves = [("pooled", result["det"]["pooled"], 2.2, "black")]
     curves += [(k, c, 0.9, None) for k, c in result["det"]["per_keyword"].items()]
     for name, curve, width, colour in curves:
-        pts = [(max(x, floor), 100 * y) for x, y in zip(curve["fa_per_hour"], curve["frr"])]
-        pts = [p for p in pts if p[1] is not None]
+        # a keyword without positives has no FRR (None): nothing to draw for it
+        pairs = zip(curve["fa_per_hour"], curve["frr"])
+        pts = [(max(x, floor), 100 * y) for x, y in pairs if y is not None]
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, lw=width, color=colour, marker=".", ms=3, label=name)

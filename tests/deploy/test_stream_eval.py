@@ -248,3 +248,21 @@ def test_bad_inputs_are_refused() -> None:
         evaluate_streams([ok], ["yes", "no"], thresholds=[0.5, 0.2])
     with pytest.raises(BadValueError, match="onset"):
         match_detections([], [Event("yes", 2.0, 1.0)])
+
+
+def test_det_plot_skips_a_keyword_without_positives(tmp_path) -> None:
+    from distill.deploy.stream_report import plot_det
+
+    curve = {"fa_per_hour": [0.0, 2.0], "frr": [1.0, 0.5]}
+    result = {
+        "fa_per_hour_resolution": 1.0,
+        "det": {
+            "pooled": curve,
+            "per_keyword": {"yes": curve, "no": {"fa_per_hour": [0.0, 2.0], "frr": [None, None]}},
+        },
+        "at_fa_per_hour": ["0.5", "1"],
+        "negative_hours": 1.0,
+        "positives": {"yes": 2, "no": 0},
+    }
+    path = plot_det(result, tmp_path / "det.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
