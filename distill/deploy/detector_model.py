@@ -17,6 +17,7 @@ from torch import nn
 
 from distill.data.frontend import Frontend, frontend_kwargs
 from distill.deploy.stateful import StatefulRunner, stateful_reason
+from distill.deploy.stream import check_window_fits
 from distill.errors import BadValueError, MissingFileError, UsageError
 from distill.pipeline.artifacts import STUDENT_FILE, load_module, load_student, resolve
 
@@ -56,13 +57,7 @@ class StudentDetector:
 
     def check_window(self, window_samples: int) -> None:
         """Refuse a window the frontend or the student cannot take (too short)."""
-        try:
-            self.score_windows(torch.zeros(1, window_samples))
-        except Exception as err:  # noqa: BLE001  any failure means the window does not fit
-            raise BadValueError(
-                f"window of {window_samples / self.sample_rate:g} s is too short for "
-                f"{self.student_name} with its frontend: {' '.join(str(err).split())[:200]}"
-            ) from None
+        check_window_fits(self, window_samples, f"{self.student_name} with its frontend")
 
     def stateful_reason(self) -> str | None:
         """Why this student cannot stream statefully, or None."""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from distill.deploy.stream import check_window_fits
 from distill.errors import BadValueError, UsageError
 
 ACTIVATIONS = ("softmax", "sigmoid")
@@ -89,13 +90,7 @@ class OnnxWaveformDetector(_OnnxBase):
 
     def check_window(self, window_samples: int) -> None:
         """Refuse a window the model cannot take (too short)."""
-        try:
-            self.score_windows(torch.zeros(1, window_samples))
-        except Exception as err:  # noqa: BLE001  any failure means the window does not fit
-            raise BadValueError(
-                f"window of {window_samples / self.sample_rate:g} s is too short for {self.path}: "
-                f"{' '.join(str(err).split())[:200]}"
-            ) from None
+        check_window_fits(self, window_samples, str(self.path))
 
     def stateful_reason(self) -> str | None:
         return (

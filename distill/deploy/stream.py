@@ -217,3 +217,15 @@ def waveform_posteriors(
     step = _samples(chunk_seconds, int(model.sample_rate), "chunk")
     chunks = (wave[i : i + step] for i in range(0, wave.numel(), step))
     return stream_posteriors(model, chunks, config)
+
+
+def check_window_fits(model: Any, window_samples: int, what: str) -> None:
+    """Refuse a window that `model` (a detector backend) cannot score: too short for its
+    frontend or student. `what` names the model in the message."""
+    try:
+        model.score_windows(torch.zeros(1, window_samples))
+    except Exception as err:  # noqa: BLE001  any failure means the window does not fit
+        raise BadValueError(
+            f"window of {window_samples / model.sample_rate:g} s is too short for {what}: "
+            f"{' '.join(str(err).split())[:200]}"
+        ) from None
