@@ -27,6 +27,11 @@ class UsageError(DistillError, RuntimeError):
     """A combination of options or a state of the files that the command cannot work with."""
 
 
+class MissingExtraError(UsageError, ImportError):
+    """An optional dependency that the asked-for feature needs is not installed; the message
+    names the extra of `temporal-distill` that installs it."""
+
+
 class UnsafeArtifactError(DistillError, pickle.UnpicklingError):
     """A checkpoint or student file that could run code when loaded (a pickle holding more than
     tensors and plain data, or a student in the old pickled format): refused, never unpickled."""
@@ -35,6 +40,7 @@ class UnsafeArtifactError(DistillError, pickle.UnpicklingError):
 __all__ = [
     "BadValueError",
     "DistillError",
+    "MissingExtraError",
     "MissingFileError",
     "UnsafeArtifactError",
     "UsageError",

@@ -31,6 +31,7 @@ from distill.teachers.timemap import (
 )
 
 from distill.errors import BadValueError
+from distill.extras import require
 
 KIND = "hf"
 META_FILE = "teacher.json"
@@ -115,6 +116,7 @@ class HFTeacher(Teacher):
         `class_names` different from the checkpoint's labels gives a new, randomly initialised
         classification head for those classes (to fine-tune with `distill teach`).
         """
+        require("transformers", "hf", "the hf teacher")
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         hint = (
@@ -172,13 +174,16 @@ class HFTeacher(Teacher):
         return [str(labels[i]) for i in range(self.model.config.num_labels)]
 
     def _check_attentions(self, attentions) -> list[torch.Tensor]:
+        # transformers 4.x gives None for a layer that returns no weights: every layer under
+        # sdpa/flash kernels, a layer skipped by LayerDrop in training (5.x leaves both out)
+        attentions = [a for a in attentions or () if a is not None]
         if not attentions:
             raise RuntimeError(
                 f"hf teacher: {type(self.model).__name__} returned no attention weights (its "
                 f"attn_implementation is {self.model.config._attn_implementation!r}; sdpa and "
                 "flash kernels return none). Load it with attn_implementation='eager'."
             )
-        return list(attentions)
+        return attentions
 
     def forward(self, waveform: torch.Tensor) -> TeacherOutput:
         self.check_waveform(waveform)
@@ -249,6 +254,7 @@ class HFTeacher(Teacher):
         return TeacherOutput(logits, attention, spans.to(logits.device), hidden)
 
     def save_pretrained(self, directory: str | Path) -> None:
+        require("transformers", "hf", "the hf teacher")
         from transformers import ASTFeatureExtractor, Wav2Vec2FeatureExtractor
 
         directory = Path(directory)

@@ -89,13 +89,13 @@ def _voice_options(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="voices: ENTRY[,ENTRY...], ENTRY = espeak[:ACCENT[+VARIANT]] | flite[:VOICE] | "
         "festival[:VOICE] | piper[:NAME|FILE.onnx|DIR][#N|#A-B], each with an optional =WEIGHT "
-        "(share of --speakers, default 1); auto (default): eSpeak NG + Flite pooled",
+        "(share of --speakers, default 1); auto (default): espeak,flite,festival,piper",
     )
     p.add_argument(
         "--augment",
-        default="none",
+        default="all",
         metavar="KINDS",
-        help="voice augmentation: none (default), all, or some of vtlp,pitch,tempo,room,mic",
+        help="voice augmentation: all (default), none, or some of vtlp,pitch,tempo,room,mic",
     )
     p.add_argument(
         "--rooms", type=int, default=40, help="simulated rooms for --augment room (default 40)"

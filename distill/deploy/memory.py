@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from distill.errors import BadValueError, MissingFileError
+from distill.extras import require
 
 # bytes per element of the flatbuffer's TensorType codes (schema.fbs order)
 DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 12: 8, 15: 4, 16: 2, 18: 2}
@@ -87,6 +88,7 @@ def _tensor_bytes(model: Any, tensor: Any) -> int:
 
 def memory_budget(path: str | Path) -> dict[str, Any]:
     """Flash bytes, peak activation bytes (and the operator where it occurs) of a `.tflite`."""
+    require("ai_edge_litert", "litert", "the memory budget of a .tflite")
     from ai_edge_litert import schema_py_generated as schema
 
     path = Path(path)

@@ -1,4 +1,4 @@
-"""Live detection from a microphone (optional: needs the `sounddevice` package)."""
+"""Live detection from a microphone (optional: needs the `mic` extra, sounddevice + PortAudio)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from distill.deploy.decisions import Decider, DecisionConfig
 from distill.deploy.detect import Envelope, FileResult
 from distill.deploy.stream import DetectorModel, Posteriors, StreamConfig, Streamer
 from distill.errors import UsageError
+from distill.extras import require
 
 
 def _sounddevice():
     try:
-        import sounddevice
-    except (ImportError, OSError) as err:  # OSError: the PortAudio library is missing
+        return require("sounddevice", "mic", "distill detect --mic")
+    except OSError as err:  # sounddevice is there but the PortAudio library is not
         raise UsageError(
-            "--mic needs the optional package sounddevice (and PortAudio): "
-            f"pip install sounddevice ({err})"
+            f"distill detect --mic needs the PortAudio library, e.g. apt-get install "
+            f"libportaudio2 ({err})"
         ) from err
-    return sounddevice
 
 
 def listen(

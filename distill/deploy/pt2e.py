@@ -26,6 +26,7 @@ from distill.deploy.pt2e_batchnorm import (
     restore_batchnorm_literals,
 )
 from distill.errors import BadValueError
+from distill.extras import require
 from distill.students.tap import to_time_features
 
 SUPPORTED_WEIGHT_BITS = (2, 3, 4, 5, 6, 7, 8)
@@ -97,6 +98,7 @@ def quantization_config(weight_bits: int = 8, is_qat: bool = True) -> Any:
     (8-bit by default; 2..7 bits keep int8 storage with a narrower integer range)."""
     import dataclasses
 
+    require("torchao", "qat", "QAT (torchao pt2e)")
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         get_default_x86_inductor_quantization_config,
     )
@@ -127,6 +129,7 @@ def float_conv_names(student: nn.Module) -> list[str]:
 
 def x86_quantizer(config: Any, float_modules: list[str]) -> Any:
     """The torchao X86 quantizer with `config` globally and the named submodules left float."""
+    require("torchao", "qat", "QAT (torchao pt2e)")
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         QUANT_ANNOTATION_KEY,
         X86InductorQuantizer,
@@ -164,6 +167,7 @@ def prepare_qat(
     (`fake_quant`: "deployment" skips the convolutions the int8 export keeps float, "all"
     quantizes every convolution). The BatchNorms keep the student's momentum and eps; with
     `freeze_bn` they normalise with their running statistics in training too."""
+    require("torchao", "qat", "QAT (torchao pt2e)")
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
@@ -263,6 +267,7 @@ class QATStudent(nn.Module):
         """The int8 (Q/DQ) torch model of the bare student: logits only, taps dropped."""
         import copy
 
+        require("torchao", "qat", "QAT (torchao pt2e)")
         from torch.utils._pytree import tree_structure
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 

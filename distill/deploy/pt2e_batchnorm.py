@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import fx
 
+from distill.extras import require
+
 _BATCH_NORM = torch.ops.aten.batch_norm.default
 # aten.batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn)
 _RUNNING_MEAN, _RUNNING_VAR, _MOMENTUM, _EPS = 3, 4, 6, 7
@@ -68,6 +70,7 @@ def restore_batchnorm_literals(
 def freeze_batchnorm(graph_module: fx.GraphModule) -> None:
     """Normalise with the running statistics and stop updating them (BatchNorm alone; dropout
     keeps its mode)."""
+    require("torchao", "qat", "QAT (torchao pt2e)")
     from torchao.quantization.pt2e.export_utils import _replace_batchnorm
 
     _replace_batchnorm(graph_module, train_to_eval=True)

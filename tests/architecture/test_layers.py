@@ -20,6 +20,7 @@ FOLDERS = {
 LAYERS = {
     "distill._version": 0,
     "distill.errors": 0,
+    "distill.extras": 1,  # require(): an optional dependency, or the extra that installs it
     "distill.files": 0,
     "distill.cost": 1,
     "distill.distributed": 1,

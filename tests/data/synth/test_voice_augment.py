@@ -149,4 +149,12 @@ def test_rir_dir_rooms_and_refusals(tmp_path: Path) -> None:
     rir = sf.read(str(tmp_path / "m" / "_rooms" / "room_000.wav"))[0]
     assert int(np.argmax(rir)) == 32 and rir.max() == pytest.approx(1.0)  # 2 ms before the peak
     with pytest.raises(BadValueError, match="--rir-dir needs the room augmentation"):
-        synth_kws(tmp_path / "n", words=["yes"], speakers=3, tts="espeak", rir_dir=rirs, **TINY)
+        synth_kws(
+            tmp_path / "n",
+            words=["yes"],
+            speakers=3,
+            tts="espeak",
+            augment="pitch",
+            rir_dir=rirs,
+            **TINY,
+        )
