@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from distill.commands import add_recipe_arguments
 
@@ -23,6 +24,49 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def compact_json(value: Any, indent: int = 0, width: int = 100) -> str:
+    """JSON indented by 2, with every list or object that fits in `width` columns on one line
+    (a confusion-matrix row, a per-class entry)."""
+    flat = json.dumps(value)
+    if not isinstance(value, dict | list) or not value or len(flat) + indent <= width:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(value, dict):
+        items = [
+            f"{pad}{json.dumps(k)}: {compact_json(v, indent + 2, width)}" for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    items = [pad + compact_json(v, indent + 2, width) for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def report_table(results: dict[str, Any]) -> str:
+    """`distill eval --table`: the scalar metrics, a per-class table and (single-label) the
+    confusion matrix as plain text."""
+    report, split = results["report"], results["split"]
+    lines = [f"{results['checkpoint']}: {split}, {report['clips']} clips, {report['task']}"]
+    lines += [f"  {k:<28} {_cell(v)}" for k, v in results["metrics"].items()]
+    rows = report["per_class"]
+    columns = [c for c in rows[0] if c != "class"] if rows else []
+    width = max([5, *(len(r["class"]) for r in rows)])
+    lines += ["", f"{'#':>3} {'class':<{width}} " + " ".join(f"{c:>9}" for c in columns)]
+    for i, row in enumerate(rows):
+        cells = " ".join(f"{_cell(row[c]):>9}" for c in columns)
+        lines.append(f"{i:>3} {row['class']:<{width}} {cells}")
+    matrix = report.get("confusion_matrix")
+    if matrix:
+        counts = matrix["counts"]
+        digits = max(3, *(len(str(v)) for r in counts for v in r))
+        lines += ["", "confusion matrix (rows: true class #, columns: predicted class #)"]
+        lines.append("    " + " ".join(f"{j:>{digits}}" for j in range(len(counts))))
+        lines += [f"{i:>3} " + " ".join(f"{v:>{digits}}" for v in r) for i, r in enumerate(counts)]
+    return "\n".join(lines)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from distill.pipeline.evaluate import evaluate_checkpoint
 
@@ -31,7 +75,7 @@ def _eval(args: argparse.Namespace) -> int:
         from distill.analysis.evidence import checkpoint_evidence
 
         results["metrics"].update(checkpoint_evidence(args.checkpoint, split=args.split))
-    print(json.dumps(results, indent=2))
+    print(report_table(results) if args.table else compact_json(results))
     return 0
 
 
@@ -62,6 +106,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also report where the student's class evidence peaks in time (GAP + linear "
         "students such as TC-ResNet; needs spans in the data)",
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="print the metrics, per-class scores and confusion matrix as text tables instead "
+        "of JSON (docs/metrics.md says what each metric is)",
     )
     p.add_argument(
         "overrides",

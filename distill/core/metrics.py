@@ -1,4 +1,6 @@
-"""Task metrics: accuracy for single-label, macro mAP for multi-label."""
+"""The headline task metric that picks checkpoints: accuracy for single-label, macro mAP for
+multi-label. Every other test metric (confusion matrix, macro F1, AUROC, lwlrap, ...) is in
+`distill.core.metric_report`."""
 
 from __future__ import annotations
 

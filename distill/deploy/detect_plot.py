@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-from matplotlib.figure import Figure
-
 from distill.deploy.decisions import moving_average
+from distill.extras import require
 from distill.files import atomic_path
+
+matplotlib = require("matplotlib", "report", "distill detect --plot")
+from matplotlib.figure import Figure  # noqa: E402  (after the check that matplotlib is there)
 
 
 def plot_detections(

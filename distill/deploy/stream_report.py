@@ -10,6 +10,7 @@ import numpy as np
 
 from distill.deploy.stream_eval import ScoredStream, evaluate_streams
 from distill.deploy.streams import StreamSet
+from distill.extras import require
 from distill.files import atomic_path, write_json
 
 
@@ -64,6 +65,7 @@ def plot_det(result: dict[str, Any], path: Path, title: str = "") -> Path:
     """DET curve: FRR (%) against FA/h on a log axis, pooled (black) and per keyword, one point
     per swept threshold; points with no false accept sit on the dashed line at half the
     resolution (0.5 FA over the negative hours); dotted lines mark the target FA/h."""
+    require("matplotlib", "report", "the DET plot of distill eval-stream")
     from matplotlib.figure import Figure
 
     floor = 0.5 * result["fa_per_hour_resolution"]

@@ -88,7 +88,7 @@ class FitResult(_Result):
     """`distill fit`: the student, its best validation score and its test scores (rank 0);
     other DDP ranks fill only `rank` and `test`."""
 
-    OMIT_IF_NONE = ("qat", "rank", "skipped_files")
+    OMIT_IF_NONE = ("qat", "rank", "skipped_files", "test_report")
 
     recipe: str | None = None
     student: str | None = None
@@ -106,6 +106,7 @@ class FitResult(_Result):
     qat: dict[str, Any] | None = None  # QATResult.to_dict() when the recipe enabled QAT
     rank: int | None = None  # set on DDP ranks other than 0 only
     skipped_files: list | None = None  # {path, reason} left out (data.skip_bad_files only)
+    test_report: dict[str, Any] | None = None  # per-class scores (confusion matrix), metrics.md
 
 
 __all__ = ["FitResult", "QATResult", "TeachResult"]

@@ -16,6 +16,7 @@ from distill.errors import BadValueError
 from distill.files import write_text
 from distill.pipeline.samples import SAMPLES_FILE
 from distill.report import plots
+from distill.report.confusion import confusion_figures, confusion_markdown
 from distill.report.html import render_html
 from distill.report.results import read_rows, summarise
 
@@ -375,12 +376,16 @@ def write_report(
         raise BadValueError(f"{csv_path}: runs mix metrics {metrics}; one report needs one metric")
     summary = summary_stats(rows)
     teacher, teacher_note = teacher_results(cfg, metrics[0])
-    markdown = summary_markdown(summary, teacher)
-    write_text(
-        out_dir / "summary.md", markdown + (f"\n{extra_markdown}\n" if extra_markdown else "")
+    confusion, confusion_notes = confusion_figures(
+        rows, [run_dir_of(r, out_dir) for r in rows], out_dir
     )
+    markdown = summary_markdown(summary, teacher)
+    for part in (confusion_markdown(confusion), extra_markdown):
+        markdown += f"\n{part}\n" if part else ""
+    write_text(out_dir / "summary.md", markdown)
     figures, notes = make_plots(rows, summary, teacher, out_dir)
-    figures += list(extra_figures or [])
+    figures += confusion + list(extra_figures or [])
+    notes += confusion_notes
     methods, controls = summary_cells(summary)
     page = render_html(
         title=f"distill compare: {cfg.name}",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.losses.arms import Arm
+from distill.core.metric_report import MULTI_LABEL_SCALARS, SINGLE_LABEL_SCALARS
 from distill.files import atomic_path
 from distill.pipeline.results import FitResult
 
@@ -26,11 +27,19 @@ STREAM_COLUMNS = [
 ]  # fmt: skip
 
 
+# The test metrics besides the headline (docs/metrics.md), each a column when a row has it:
+# macro F1 and balanced accuracy (single-label); micro mAP, AUROC, d', lwlrap (multi-label).
+METRIC_COLUMNS = [
+    c for c in (*SINGLE_LABEL_SCALARS, *MULTI_LABEL_SCALARS) if c not in ("acc", "mAP")
+]
+
+
 def columns_of(rows: list[dict[str, Any]]) -> list[str]:
-    """The CSV columns for `rows`: RESULT_COLUMNS, then STREAM_COLUMNS when a row has them
-    (a grid without the streaming metric keeps its columns)."""
+    """The CSV columns for `rows`: RESULT_COLUMNS, the METRIC_COLUMNS some row has, then
+    STREAM_COLUMNS when a row has them (an older grid keeps its columns)."""
+    metrics = [c for c in METRIC_COLUMNS if any(c in row for row in rows)]
     streaming = any(c in row for row in rows for c in STREAM_COLUMNS)
-    return RESULT_COLUMNS + (STREAM_COLUMNS if streaming else [])
+    return RESULT_COLUMNS + metrics + (STREAM_COLUMNS if streaming else [])
 
 
 def result_row(student: str, arm: Arm, seed: int, results: FitResult) -> dict[str, Any]:
@@ -54,6 +63,7 @@ def result_row(student: str, arm: Arm, seed: int, results: FitResult) -> dict[st
         "epochs": results.epochs,
         "wall_seconds": results.wall_seconds,
         "run_dir": results.run_dir,
+        **{c: test[f"test/{c}"] for c in METRIC_COLUMNS if f"test/{c}" in test},
     }
 
 

@@ -15,6 +15,8 @@ from distill.report.build import write_report
 from distill.report.results import RESULT_COLUMNS, STREAM_COLUMNS, read_rows
 from tests.helpers.report_html import parse
 
+SCORES = ["balanced_acc", "macro_f1"]  # the single-label metrics besides accuracy
+
 
 @pytest.fixture()
 def grid(tiny_run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -35,14 +37,14 @@ def grid(tiny_run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 def test_stream_eval_adds_columns_and_the_report_shows_them(tiny_run, grid, capsys) -> None:
     cfg = tiny_run["cfg"]
     plain = compare.run_grid(cfg, ["tc_resnet8"], ["none", "logit"], 1, grid, collect_only=True)
-    assert list(read_rows(plain)[0]) == RESULT_COLUMNS  # off: the grid's columns as they were
+    assert list(read_rows(plain)[0]) == RESULT_COLUMNS + SCORES  # off: no streaming columns
     assert not (grid / "tc_resnet8" / "none" / "seed0" / "stream_eval").exists()
 
     csv_path = compare.run_grid(cfg, ["tc_resnet8"], ["none", "logit"], 1, grid,
                                 collect_only=True, stream_eval_hours=0.005)  # fmt: skip
     assert "streaming metric of" in capsys.readouterr().out
     rows = read_rows(csv_path)
-    assert list(rows[0]) == RESULT_COLUMNS + STREAM_COLUMNS
+    assert list(rows[0]) == RESULT_COLUMNS + SCORES + STREAM_COLUMNS
     for row in rows:
         result = Path(row["run_dir"]) / "stream_eval" / "stream_eval.json"
         frr = json.loads(result.read_text())["at_fa_per_hour"]["0.5"]["pooled"]["frr"]

@@ -34,7 +34,8 @@ def test_demo_end_to_end_at_reduced_size(tmp_path: Path, monkeypatch: pytest.Mon
     assert {(r["student"], r["arm"]) for r in rows} == {
         (s, a) for s in options.students for a in options.losses
     }
-    for name in ("scores", "score_vs_macs", "score_vs_latency"):
+    confusion = [f"confusion_{s}" for s in options.students]  # the test confusion matrices
+    for name in ("scores", "score_vs_macs", "score_vs_latency", *confusion):
         check_png(out / f"{name}.png")
     html = Path(result["report"])
     assert html.is_file() and (out / "summary.md").is_file()
