@@ -25,8 +25,10 @@ class Range:
 
     `low`/`high` bound the value (None: unbounded; `*_open`: the bound itself is excluded);
     `whole_above`: values above it must be whole numbers (Lightning's batch limits: a fraction
-    up to 1, a count of batches above); `shape`: "scalar", "pair" (a list [low, high] with
-    low <= high, each item in the bounds) or "each" (a list, each item in the bounds).
+    up to 1, a count of batches above); `off`: one value outside the bounds that is accepted
+    too and means "off" (Lightning's `max_steps=-1`); `shape`: "scalar", "pair" (a list
+    [low, high] with low <= high, each item in the bounds) or "each" (a list, each item in the
+    bounds).
     """
 
     low: float | None = None
@@ -34,6 +36,7 @@ class Range:
     low_open: bool = False
     high_open: bool = False
     whole_above: float | None = None
+    off: float | None = None
     shape: str = "scalar"
 
     def accepts(self, value: Any) -> bool:
@@ -53,6 +56,8 @@ class Range:
             return False
         if not math.isfinite(value):
             return False
+        if self.off is not None and value == self.off:
+            return True
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             return False
         if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
@@ -74,7 +79,8 @@ class Range:
                 f"a whole number above"
             )
         article = "an" if kind[0] in "aeiou" else "a"
-        return f"{article} {kind} {bounds}" if bounds else f"any {kind}"
+        text = f"{article} {kind} {bounds}" if bounds else f"any {kind}"
+        return text if self.off is None else f"{text}, or {_number(self.off)} (off)"
 
     def _bounds(self) -> str:
         low, high = _number(self.low), _number(self.high)
@@ -103,6 +109,9 @@ UNIT = Range(low=0, high=1)  # probabilities and fractions
 SEED = Range(low=0, high=2**32 - 1)  # what numpy and Lightning accept as a seed
 ORDERED_PAIR = Range(shape="pair")
 BATCH_LIMIT = Range(low=0, whole_above=1)
+STEPS = Range(low=1, off=-1)  # a count of optimizer steps, or -1: no limit (Lightning's max_steps)
+# Lightning's val_check_interval: a fraction of the epoch (0, 1], or a whole number of batches
+VAL_CHECK = Range(low=0, low_open=True, whole_above=1)
 INDICES = Range(shape="each")
 
 

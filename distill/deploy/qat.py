@@ -58,14 +58,15 @@ class _KeepBest(pl.Callback):
 
 
 def qat_config(cfg: DictConfig) -> DictConfig:
-    """The recipe for the QAT stage: qat.epochs epochs at qat.lr, no warm-up."""
+    """The recipe for the QAT stage: qat.epochs epochs at qat.lr, no warm-up (and no step limit:
+    trainer.max_steps bounds `distill fit` only)."""
     if cfg.qat.epochs < 1:
         raise BadValueError(f"qat.epochs must be >= 1, got {cfg.qat.epochs}")
     return OmegaConf.merge(
         cfg,
         {
             "optim": {"lr": cfg.qat.lr, "warmup_epochs": 0.0},
-            "trainer": {"max_epochs": cfg.qat.epochs},
+            "trainer": {"max_epochs": cfg.qat.epochs, "max_steps": -1},
         },
     )
 

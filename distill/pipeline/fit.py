@@ -22,10 +22,17 @@ from distill.pipeline.artifacts import (
     read_checkpoint,
     save_student,
 )
+from distill.pipeline.evaluate import PredictionCollector, report_scalars
 from distill.pipeline.results import FitResult
 from distill.pipeline.resume import ExactResume, LastCheckpoint
 from distill.pipeline.samples import SAMPLES_FILE, dump_attention_samples
 from distill.pipeline.session import RunSession, build_trainer, monitor_of, open_session
+from distill.pipeline.trainer_callbacks import (
+    ValidateAtMaxSteps,
+    build_callbacks,
+    check_callbacks,
+    check_resume,
+)
 from distill.students.profile import count_macs, count_params
 
 LAST_FILE = "last.ckpt"
@@ -71,6 +78,7 @@ def fit(
         raise BadValueError(
             "--resume needs the run directory to continue (distill fit ... --run-dir)"
         )
+    check_callbacks(cfg, monitor_of(cfg, cfg.data.task))  # trainer.callbacks, before any work
     with open_session(cfg, run_dir, resume=resume) as session:
         return _fit_in(session, resume, checkpoint_every_n_steps, extra_callbacks, start)
 
@@ -102,12 +110,18 @@ def _fit_in(
     session.connect(module)
     monitor = monitor_of(cfg, datamodule.task)
     ckpt = checkpoint_callback(run_dir, monitor)
-    callbacks = [ckpt, *resume_callbacks(run_dir, checkpoint_every_n_steps)]
+    predictions = PredictionCollector()  # the test pass's logits, for every metric
+    # the recipe's callbacks act before last.ckpt is taken (an average updated at a step or an
+    # epoch's end is in that step's or epoch's checkpoint)
+    recipe = [*build_callbacks(cfg, monitor), ValidateAtMaxSteps()]
+    callbacks = [ckpt, *recipe, *resume_callbacks(run_dir, checkpoint_every_n_steps), predictions]
     trainer = _train(session, module, resume, [*callbacks, *(extra_callbacks or [])])
     best = ckpt.best_model_path or str(run_dir / "checkpoints" / LAST_FILE)
     test = trainer.test(
         module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True
     )[0]
+    report = predictions.report(datamodule.task, datamodule.class_names)
+    test = {**report_scalars(report, "test"), **test}
     if not trainer.is_global_zero:
         return FitResult(rank=trainer.global_rank, test={k: float(v) for k, v in test.items()})
     best_module = _save_best(best, module, datamodule, run_dir)
@@ -123,6 +137,7 @@ def _fit_in(
         monitor=monitor,
         best_val=_float(ckpt.best_model_score),
         test={k: float(v) for k, v in test.items()},
+        test_report=report,
         best_checkpoint=best,
         epochs=trainer.current_epoch,
         seed=cfg.trainer.seed,
@@ -152,7 +167,10 @@ def _train(
 ) -> pl.Trainer:
     """Fit `module`; with `resume`, continue from last.ckpt (mid-epoch too), logs appended."""
     last = session.run_dir / "checkpoints" / LAST_FILE
-    resume_step = resume_step_of(last) if resume else None
+    state = resume_state(last) if resume else None
+    resume_step = None if state is None else int(state.get("global_step", 0))
+    if state is not None:
+        check_resume(state, callbacks)
     trainer = build_trainer(session.cfg, session.run_dir, callbacks, resume_step=resume_step)
     ckpt_path = None if resume_step is None else str(last)
     trainer.fit(module, datamodule=session.datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -161,23 +179,26 @@ def _train(
 
 def resume_step_of(last: Path) -> int | None:
     """The global step of the checkpoint `--resume` continues from (None: start afresh)."""
+    state = resume_state(last)
+    return None if state is None else int(state.get("global_step", 0))
+
+
+def resume_state(last: Path) -> dict[str, Any] | None:
+    """The checkpoint `--resume` continues from, read safely (None: start afresh)."""
     if not last.is_file():
         print(f"distill fit: no checkpoint in {last.parent} yet, starting from scratch")
         return None
-    return int(read_checkpoint(last).get("global_step", 0))
+    return read_checkpoint(last)
 
 
 def require_spans(dataset: Any, root: str, terms: list[str]) -> None:
     """Refuse loss terms that need ground-truth spans (e.g. the `span` control,
     losses.temporal_kd.target=span) on data whose manifest gives none."""
-    if not any(entry.events for entry in dataset.entries):
-        what = ", ".join(
-            "losses.temporal_kd.target=span" if t == "temporal_kd" else f"losses.{t}" for t in terms
-        )
-        raise BadValueError(
-            f"{what} needs ground-truth spans, but the data in {root} has "
-            "none (no manifest onsets/offsets, e.g. FSD50K without events_manifest.csv)"
-        )
+    from distill.core.spans import missing_spans, span_settings
+
+    reason = missing_spans(dataset, root)
+    if reason is not None:
+        raise BadValueError(f"{span_settings(terms)} needs ground-truth spans, but {reason}")
 
 
 def teacher_hidden_dim(teacher: Any) -> int:

@@ -197,7 +197,8 @@ class ExactResume(pl.Callback):
 class LastCheckpoint(pl.Callback):
     """Keeps `path` (last.ckpt) current: a checkpoint is taken at the end of every training
     epoch, after its validation, and every `every_n_steps` optimizer steps inside an epoch (not
-    on an epoch's last batch: the end-of-epoch checkpoint follows it once validation has run).
+    on an epoch's last batch: the end-of-epoch checkpoint follows it once validation has run;
+    with trainer.accumulate_grad_batches, right after the batch that stepped the optimizer).
 
     A checkpoint is first written beside `path` and becomes `path` only when the step or epoch
     it was taken at is fully logged (at the start of the next batch or epoch, or when training
@@ -235,6 +236,8 @@ class LastCheckpoint(pl.Callback):
             return
         if batch_idx + 1 >= trainer.num_training_batches:
             return
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # inside a gradient accumulation: its summed gradients are in no checkpoint
         self._take(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

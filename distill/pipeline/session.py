@@ -21,6 +21,7 @@ from distill.config import to_yaml
 from distill.config.loader import check_recipe
 from distill.core.teacher_source import check_class_names, load_teacher_for
 from distill.errors import BadValueError, UsageError
+from distill.extras import require
 from distill.files import FolderLock, lock_folder, write_text
 from distill.pipeline.resume import AtomicCheckpointIO, ResumableCSVLogger
 
@@ -123,6 +124,15 @@ def resolve_wandb_mode(mode: str) -> str:
     return mode
 
 
+def require_logger_extras(cfg: DictConfig) -> None:
+    """Import the optional packages of the recipe's TensorBoard and wandb loggers, or raise a
+    MissingExtraError naming the extra that installs them."""
+    if cfg.logger.tensorboard:
+        require("tensorboard", "tensorboard", "the TensorBoard logger (logger.tensorboard=true)")
+    if cfg.logger.wandb:
+        require("wandb", "wandb", "the wandb logger (logger.wandb=true; false turns it off)")
+
+
 def build_loggers(
     cfg: DictConfig, run_dir: Path, resume_step: int | None = None
 ) -> list[pl.loggers.Logger]:
@@ -130,20 +140,24 @@ def build_loggers(
 
     `resume_step`: the global step of the checkpoint a resumed run continues from; the logs
     keep what was logged before it and append (csv/metrics.csv keeps its rows of earlier
-    steps, TensorBoard hides the events of the interrupted run from that step on).
+    steps, TensorBoard hides the events of the interrupted run from that step on). TensorBoard
+    and wandb are optional extras: a missing one is a MissingExtraError naming its extra.
     """
-    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
-
     log_cfg = cfg.logger
     loggers: list[pl.loggers.Logger] = [
         ResumableCSVLogger(str(run_dir), name="", version="csv", keep_below_step=resume_step)
     ]
+    require_logger_extras(cfg)
     if log_cfg.tensorboard:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
         purge = {} if resume_step is None else {"purge_step": resume_step}
         loggers.append(
             TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", **purge)
         )
     if log_cfg.wandb:
+        from pytorch_lightning.loggers import WandbLogger
+
         mode = resolve_wandb_mode(log_cfg.wandb_mode)
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(
@@ -167,10 +181,16 @@ def build_trainer(
     **overrides: Any,
 ) -> pl.Trainer:
     """A Lightning Trainer configured from the recipe's `trainer` and `logger` sections;
-    checkpoints are written atomically. `resume_step`: see `build_loggers`."""
+    checkpoints are written atomically. `overrides` (the caller's), then `trainer.kwargs` (the
+    recipe's other Trainer arguments, checked by `check_recipe`) are applied last.
+    `resume_step`: see `build_loggers`."""
     t = cfg.trainer
     kwargs: dict[str, Any] = dict(
         max_epochs=t.max_epochs,
+        # .get: the keys a recipe read back from an older checkpoint may lack
+        max_steps=t.get("max_steps", -1),
+        accumulate_grad_batches=t.get("accumulate_grad_batches", 1),
+        val_check_interval=val_check_interval(t.get("val_check_interval", 1.0)),
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
@@ -189,7 +209,21 @@ def build_trainer(
         plugins=[AtomicCheckpointIO()],
     )
     kwargs.update(overrides)
+    passthrough = t.get("kwargs") or {}
+    kwargs.update(
+        OmegaConf.to_container(passthrough)
+        if OmegaConf.is_config(passthrough)
+        else dict(passthrough)
+    )
     return pl.Trainer(**kwargs)
+
+
+def val_check_interval(value: int | float) -> int | float:
+    """Lightning's reading of the recipe's value: a fraction of the epoch up to 1.0, a number of
+    batches otherwise (a whole float above 1, e.g. 2.0 from a typed override, is 2 batches)."""
+    if isinstance(value, float) and value > 1 and value.is_integer():
+        return int(value)
+    return value
 
 
 @dataclass
@@ -237,6 +271,7 @@ def open_session(
     from distill.data import build_datamodule
 
     check_recipe(cfg)  # also configs built in Python, before any work
+    require_logger_extras(cfg)
     if new_run_dir:
         run_dir, lock = claim_run_dir(cfg, run_dir, resume=resume)
     elif run_dir is None:

@@ -147,9 +147,27 @@ def test_values_on_the_bounds_and_batch_counts_are_accepted(recipe: Path) -> Non
             "trainer.limit_train_batches=0.5",
             "trainer.limit_val_batches=3",
             "teacher.rollout_layers=[-2, -1]",
+            "trainer.max_steps=-1",
+            "trainer.accumulate_grad_batches=1",
+            "trainer.val_check_interval=1",
         ],
     )
     assert cfg.trainer.limit_val_batches == 3 and list(cfg.data.snr_db) == [5.0, 5.0]
+    # Lightning's reading: an int is a number of batches (1: every batch), a float a fraction
+    assert cfg.trainer.val_check_interval == 1 and isinstance(cfg.trainer.val_check_interval, int)
+
+
+@pytest.mark.parametrize("value", [-1, 1, 500])
+def test_max_steps_takes_minus_one_for_off_or_a_count(recipe: Path, value: int) -> None:
+    assert load_recipe(str(recipe), [f"trainer.max_steps={value}"]).trainer.max_steps == value
+
+
+@pytest.mark.parametrize("value", [-2, 0])
+def test_max_steps_refuses_other_values_below_one(recipe: Path, value: int) -> None:
+    expected = f"key 'trainer.max_steps' must be an integer >= 1, or -1 (off), given {value}"
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(recipe), [f"trainer.max_steps={value}"])
+    assert str(err.value) == expected
 
 
 @pytest.mark.parametrize(
@@ -167,6 +185,12 @@ def test_values_on_the_bounds_and_batch_counts_are_accepted(recipe: Path) -> Non
         ),
         (Range(shape="each"), True, "a list of integers"),
         (Range(), False, "any finite number"),
+        (Range(low=1, off=-1), True, "an integer >= 1, or -1 (off)"),
+        (
+            Range(low=0, low_open=True, whole_above=1),
+            False,
+            "a finite number > 0: a fraction up to 1, a whole number above",
+        ),
     ],
 )
 def test_ranges_read_as_words(allowed: Range, integer: bool, text: str) -> None:

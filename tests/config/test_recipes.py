@@ -84,9 +84,10 @@ def test_misspelt_key_names_full_path_and_valid_keys(tmp_path: Path) -> None:
         load_recipe(str(path))
     assert str(err.value) == (
         f"recipe {path}: unknown key 'trainer.max_epoch' (given: 3). Valid keys under 'trainer': "
-        "max_epochs, accelerator, devices, strategy, precision, seed, deterministic, "
-        "gradient_clip_val, limit_train_batches, limit_val_batches, log_every_n_steps, "
-        "progress_bar, monitor. Did you mean 'trainer.max_epochs'?"
+        "max_epochs, max_steps, accumulate_grad_batches, val_check_interval, accelerator, "
+        "devices, strategy, precision, seed, deterministic, gradient_clip_val, "
+        "limit_train_batches, limit_val_batches, log_every_n_steps, progress_bar, monitor, "
+        "callbacks, kwargs. Did you mean 'trainer.max_epochs'?"
     )
 
 

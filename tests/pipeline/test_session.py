@@ -67,6 +67,7 @@ def test_tiny_module_logs_to_csv_and_offline_wandb(
     cfg.trainer.max_epochs = 2
     cfg.trainer.progress_bar = False
     cfg.trainer.log_every_n_steps = 1
+    cfg.logger.wandb = True  # off by default (an optional extra); the dev install has it
     seed_everything(0)
     run_dir = make_run_dir(cfg)
     x = torch.randn(32, 4)
