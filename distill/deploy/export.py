@@ -120,6 +120,7 @@ def export_run(
     int8_ops: list[str] | str | None = "auto",
     calib_split: str = "val",
     data_overrides: list[str] | None = None,
+    opset: int | None = None,
 ) -> dict[str, Any]:
     """Export the float student (and with int8=True the PTQ int8 student and, after
     `distill qat`, the QAT float and int8 students) and check them on `split`.
@@ -129,7 +130,7 @@ def export_run(
     those operator types (None: all; "auto": `quantize_onnx`'s rule); with `sqnr_batches` > 0
     each int8 file also gets the per-tensor SQNR against its float model on that many batches.
     `data_overrides` (`data.KEY=VALUE`) check on other data of the same classes, e.g. a
-    larger bank (`data.root=...`)."""
+    larger bank (`data.root=...`). ONNX `opset`: default the recipe's `export.opset`."""
     if int8 and calib_batches < 1:
         raise BadValueError(f"calib_batches must be >= 1, given {calib_batches}")
     if calib_split not in ("train", "val"):
@@ -140,13 +141,14 @@ def export_run(
     module, feats, labels, out = inputs.module, inputs.feats, inputs.labels, inputs.out
     checkpoint, calibration = inputs.checkpoint, inputs.calibration
     n_features, frames = inputs.n_features, inputs.frames
-    opset = int(module.cfg.export.opset)
+    opset = int(module.cfg.export.opset) if opset is None else opset
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "split": split,
         "clips": len(labels),
         "data_root": str(module.cfg.data.root),
         "calibration_split": calib_split if int8 else None,
+        "opset": opset,
     }
     files: dict[str, dict[str, Any]] = {}
     float_acc = None
@@ -170,6 +172,20 @@ def export_run(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "export.json", report)
     return report
+
+
+def recipe_export_settings(target: str | Path) -> dict[str, Any]:
+    """The `export` section (format, int8, opset) of the recipe a run was trained with, schema
+    defaults filling keys an older recipe lacks: what `distill export` does without flags."""
+    from omegaconf import OmegaConf
+
+    from distill.config.schema import ExportConfig
+    from distill.pipeline.artifacts import read_checkpoint
+
+    checkpoint, _ = resolve(target)
+    recipe = read_checkpoint(checkpoint).get("hyper_parameters", {}).get("cfg") or {}
+    merged = OmegaConf.merge(OmegaConf.structured(ExportConfig), recipe.get("export") or {})
+    return OmegaConf.to_container(merged)
 
 
 def _float_onnx_entry(
@@ -267,4 +283,11 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MIN_FLOAT_AGREEMENT", "ParityError", "agreement", "export_run", "format_report"]
+__all__ = [
+    "MIN_FLOAT_AGREEMENT",
+    "ParityError",
+    "agreement",
+    "export_run",
+    "format_report",
+    "recipe_export_settings",
+]

@@ -12,9 +12,12 @@ from torch import nn
 from distill.errors import BadValueError
 
 
-def export_float(student: nn.Module, path: str | Path, n_features: int, frames: int, opset: int):
-    """Write the bare student as ONNX (features (B, F, T) -> logits; batch and time dynamic)."""
-    import warnings
+def export_float(
+    student: nn.Module, path: str | Path, n_features: int, frames: int, opset: int | None = None
+) -> Path:
+    """Write the bare student as ONNX (features (B, F, T) -> logits; batch and time dynamic) at
+    `opset` (default: the recipe default, `DEFAULT_OPSET`)."""
+    from distill.teachers.export import DEFAULT_OPSET, legacy_onnx_export
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,18 +25,15 @@ def export_float(student: nn.Module, path: str | Path, n_features: int, frames: 
     if any(m._forward_hooks or m._forward_pre_hooks for m in student.modules()):
         raise RuntimeError("refusing to export a student that still carries forward hooks")
     example = torch.zeros(2, n_features, frames)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            student,
-            (example,),
-            str(path),
-            dynamo=False,
-            input_names=["features"],
-            output_names=["logits"],
-            dynamic_axes={"features": {0: "batch", 2: "time"}, "logits": {0: "batch"}},
-            opset_version=opset,
-        )
+    legacy_onnx_export(
+        student,
+        (example,),
+        path,
+        DEFAULT_OPSET if opset is None else opset,
+        input_names=["features"],
+        output_names=["logits"],
+        dynamic_axes={"features": {0: "batch", 2: "time"}, "logits": {0: "batch"}},
+    )
     return path
 
 

@@ -133,7 +133,7 @@ def teacher_latency(teacher: Any, samples: int, runs: int = 30) -> float | None:
     if getattr(teacher, "frontend", None) is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        path, shape, _ = export_teacher(copy.deepcopy(teacher), Path(tmp) / "t.onnx", samples, 17)
+        path, shape, _ = export_teacher(copy.deepcopy(teacher), Path(tmp) / "t.onnx", samples)
         return onnx_latency(path, shape, batch=1, runs=runs)
 
 

@@ -184,7 +184,7 @@ def test_missing_inputs_are_errors(toy_model: Path, tmp_path: Path, capsys) -> N
 @pytest.mark.skipif(importlib.util.find_spec("sounddevice") is not None, reason="installed")
 def test_mic_without_sounddevice_says_what_to_install(toy_model: Path, capsys) -> None:
     assert _run(toy_model, "--mic") == 2
-    assert "pip install sounddevice" in capsys.readouterr().err
+    assert "pip install 'temporal-distill[mic]'" in capsys.readouterr().err
 
 
 def test_blocks_from_disk_equal_the_whole_file_resampled(tmp_path: Path) -> None:
