@@ -27,9 +27,28 @@ def _int8_ops(value: str) -> list[str] | str | None:
     return {"all": None, "auto": "auto"}.get(value, value.split(","))
 
 
+def _with_recipe_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill --format, --int8 and --opset left unset from the run's recipe (`export.*`). A
+    waveform or stateful variant is ONNX whatever the recipe says; a stateful one takes int8
+    from the command line only (its report says int8 is not exported)."""
+    from distill.deploy.export import recipe_export_settings
+
+    recipe = recipe_export_settings(args.target)
+    if args.format is None:
+        args.format = recipe["format"] if args.variant == "features" else "onnx"
+    if args.opset is not None and args.format != "onnx":
+        raise UsageError("--opset applies to ONNX exports (--format onnx) only")
+    if args.opset is None:
+        args.opset = int(recipe["opset"])
+    if args.int8 is None:
+        args.int8 = bool(recipe["int8"]) and args.variant != "stateful"
+    return args
+
+
 def _export(args: argparse.Namespace) -> int:
     from distill.deploy.export import ParityError, export_run, format_report
 
+    args = _with_recipe_defaults(args)
     if args.variant != "features":
         return _export_stream(args)
     if args.format == "tflite":
@@ -57,6 +76,7 @@ def _onnx_options(args: argparse.Namespace) -> dict:
         "int8_ops": _int8_ops(args.int8_ops),
         "calib_split": args.calib_split,
         "data_overrides": args.overrides,
+        "opset": args.opset,
     }
 
 
@@ -66,13 +86,19 @@ def _export_stream(args: argparse.Namespace) -> int:
     from distill.deploy.export import ParityError, export_run, format_report
     from distill.deploy.onnx_stream import StreamParityError
 
-    if args.format != "onnx" or args.int8_io:
-        raise UsageError(f"--variant {args.variant} writes ONNX: drop --format tflite/--int8-io")
+    if args.int8_io or (args.format != "onnx" and args.variant != "stateful"):
+        raise UsageError(
+            f"--variant {args.variant} writes ONNX (stateful also --format tflite): drop "
+            "--format tflite/--int8-io"
+        )
     if args.variant == "stateful" and (args.int8 or args.overrides):
         raise UsageError("--variant stateful takes neither --int8 nor data overrides")
     try:
         if args.variant == "stateful":
-            report = es.export_stateful_run(args.target, args.hop, args.window, args.split)
+            report = es.export_stateful_run(
+                args.target, args.hop, args.window, args.split, opset=args.opset,
+                format=args.format,
+            )  # fmt: skip
             print(es.format_stream_report("stateful", report))
             return 0
         features = export_run(args.target, **_onnx_options(args))
@@ -155,9 +181,10 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("target", help=TARGET_HELP)
     p.add_argument(
         "--format",
-        default="onnx",
+        default=None,
         choices=["onnx", "tflite"],
-        help="onnx (onnxruntime) or tflite (LiteRT; needs the `litert` extra)",
+        help="onnx (onnxruntime) or tflite (LiteRT; needs the `litert` extra); default: the "
+        "run's recipe export.format (onnx)",
     )
     p.add_argument(
         "--variant",
@@ -173,7 +200,18 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--window", type=float, default=None, help="stateful: pooled window (default: training)"
     )
-    p.add_argument("--int8", action="store_true", help="also write int8 (PTQ, and QAT if run)")
+    p.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also write int8 (PTQ, and QAT if run); default: the run's recipe export.int8 (off)",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help="ONNX opset; default: the run's recipe export.opset (18)",
+    )
     p.add_argument(
         "--int8-io",
         action="store_true",

@@ -6,8 +6,10 @@
   |logit difference| <= `WAVEFORM_TOLERANCE`), the others against the float waveform model.
 - stateful: `student_stateful.onnx` (float; the int8 path does not cover the step graph),
   checked against PyTorch's stateful stream over the split's clips played one after another
-  (max |posterior difference| <= `STATEFUL_TOLERANCE`).
-The report goes to `<out>/export_stream.json` (one entry per variant).
+  (max |posterior difference| <= `STATEFUL_TOLERANCE`); with `format="tflite"` the same step
+  as `student_stateful.tflite` (LiteRT, `distill.deploy.litert_stream`), checked the same way.
+The report goes to `<out>/export_stream.json` (one entry per variant; `stateful_tflite` for
+the LiteRT file).
 """
 
 from __future__ import annotations
@@ -125,16 +127,31 @@ def export_stateful_run(
     window_seconds: float | None = None,
     split: str = "val",
     out_dir: str | Path | None = None,
+    opset: int | None = None,
+    format: str = "onnx",
 ) -> dict[str, Any]:
-    """Export and check the run's stateful streaming model; returns its report."""
+    """Export and check the run's stateful streaming model as `format` onnx (`opset`: default
+    the recipe's `export.opset`) or tflite (LiteRT; `opset` unused); returns its report."""
+    if format not in ("onnx", "tflite"):
+        raise BadValueError(f"stateful export format must be onnx or tflite, given {format!r}")
     module, det, run_dir = _load(target)
     out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
     step = hop_seconds if hop_seconds is not None else step_seconds_for(det)
     extra = {"thresholds_stream_eval": stream_thresholds(run_dir)}
-    out_path = out / "student_stateful.onnx"
-    path = export_stateful(det, out_path, step, window_seconds, extra_meta=extra)
     wave = _parity_stream(module, split, int(PARITY_SECONDS * det.sample_rate))
-    parity = stateful_parity(det, path, wave)
+    if format == "tflite":
+        from distill.deploy import litert_stream
+
+        path = litert_stream.export_stateful_tflite(
+            det, out / "student_stateful.tflite", step, window_seconds, extra_meta=extra
+        )
+        parity = litert_stream.stateful_tflite_parity(det, path, wave)
+    else:
+        opset = int(module.cfg.export.opset) if opset is None else opset
+        path = export_stateful(
+            det, out / "student_stateful.onnx", step, window_seconds, opset, extra_meta=extra
+        )
+        parity = stateful_parity(det, path, wave)
     check_parity(path, parity["max_abs_posterior_diff"], STATEFUL_TOLERANCE, "the posterior")
     report = {
         "path": str(path),
@@ -145,9 +162,9 @@ def export_stateful_run(
         "parity_seconds": len(wave) / det.sample_rate,
         "tolerance_posterior": STATEFUL_TOLERANCE,
         **parity,
-        "int8": "not exported: the int8 path (quantize_onnx) covers the features-in student",
+        "int8": "not exported: the int8 paths cover the features-in student, not the step graph",
     }
-    _write(out, "stateful", report)
+    _write(out, "stateful" if format == "onnx" else "stateful_tflite", report)
     return report
 
 

@@ -2,13 +2,15 @@
 in the LiteRT interpreter.
 
 The toolchain is the optional extra `litert` and stays behind this module: litert-torch
-converts the eval-mode student (torch.export, static shapes: batch 1 and the recipe's frames)
-to a float flatbuffer; ai-edge-quantizer's static recipe quantizes every operator it supports
-to int8 (weights int8 symmetric per channel, activations int8 asymmetric per tensor, min-max
-ranges from calibration clips); ai-edge-litert's interpreter (XNNPACK delegate) runs both. The
-int8 file takes and returns float tensors (a QUANTIZE op after the input, a DEQUANTIZE before
-the output) unless `int8_io`, which makes input and output int8 as microcontroller runtimes
-expect; `run_tflite` quantizes and dequantizes at the boundary either way.
+converts the eval-mode student (torch.export, static shapes: batch 1 and the recipe's frames),
+after the equivalent rewrites of `distill.deploy.litert_patterns` (patterns XNNPACK runs slowly
+in int8), to a float flatbuffer; ai-edge-quantizer's static recipe quantizes every operator it
+supports to int8 (weights int8 symmetric per channel, activations int8 asymmetric per tensor,
+min-max ranges from calibration clips); ai-edge-litert's interpreter (XNNPACK delegate) runs
+both. The int8 file takes and returns float tensors (a QUANTIZE op after the input, a
+DEQUANTIZE before the output) unless `int8_io`, which makes input and output int8 as
+microcontroller runtimes expect; `run_tflite` quantizes and dequantizes at the boundary either
+way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distill.errors import BadValueError, MissingFileError, UsageError
+from distill.errors import BadValueError, MissingExtraError, MissingFileError, UsageError
 from distill.files import atomic_path, write_json
 
 MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
@@ -38,37 +40,57 @@ def missing_modules() -> list[str]:
 
 
 def require_litert() -> None:
-    """Raise UsageError naming the missing modules when the `litert` extra is not installed."""
+    """Raise MissingExtraError naming the missing modules when the `litert` extra is not
+    installed."""
     missing = missing_modules()
     if missing:
-        raise UsageError(
-            "LiteRT export needs the optional `litert` extra (pip install -e '.[litert]'); "
+        raise MissingExtraError(
+            "LiteRT export needs the optional `litert` extra "
+            "(pip install 'temporal-distill[litert]'); "
             f"missing module(s): {', '.join(missing)}"
         )
 
 
-def convert_float(student: nn.Module, path: str | Path, n_features: int, frames: int) -> Path:
-    """Write the bare student as a float `.tflite` (features (1, F, T) -> logits (1, C))."""
+def convert_float(
+    student: nn.Module, path: str | Path, n_features: int, frames: int, rewrite: bool = True
+) -> Path:
+    """Write the bare student as a float `.tflite` (features (1, F, T) -> logits (1, C)); with
+    `rewrite` (default) the patterns XNNPACK runs slowly in int8 are rewritten first
+    (`distill.deploy.litert_patterns`; the same function, checked)."""
     require_litert()
-    import litert_torch
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     student = student.eval()
     if any(m._forward_hooks or m._forward_pre_hooks for m in student.modules()):
         raise UsageError("refusing to export a student that still carries forward hooks")
+    if rewrite:
+        from distill.deploy.litert_patterns import xnnpack_rewrite
+
+        student = xnnpack_rewrite(student, n_features, frames)[0]
+    content = convert_module(student, (torch.zeros(1, n_features, frames),))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+    return path
+
+
+def convert_module(
+    module: nn.Module, args: tuple, kwargs: dict[str, torch.Tensor] | None = None
+) -> bytes:
+    """The float flatbuffer of an eval-mode module for these example inputs (static shapes),
+    tensors named `t<index>`; keyword inputs keep their names in the signature."""
+    require_litert()
+    import litert_torch
+
     shown = litert_torch.config.show_progress
     litert_torch.config.show_progress = False
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.export's pytree deprecations
-            model = litert_torch.convert(student, (torch.zeros(1, n_features, frames),))
+            model = litert_torch.convert(module.eval(), args, kwargs)
             content = model.model_content()
     finally:
         litert_torch.config.show_progress = shown
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(_short_names(content))
-    return path
+    return _short_names(content)
 
 
 def _short_names(model_bytes: bytes) -> bytes:
@@ -216,14 +238,18 @@ def export_tflite_run(
     int8_io: bool = False,
     calib_split: str = "val",
     data_overrides: list[str] | None = None,
+    rewrite: bool = True,
 ) -> dict[str, Any]:
     """Write `student_float.tflite` (and after `distill qat` `student_qat_float.tflite`), check
     each in the LiteRT interpreter on `split` against PyTorch (argmax agreement >= `min_agreement`
     or ParityError); with `int8` also the full-integer `student_int8_ptq.tflite` (and
     `student_int8_qat.tflite`), calibrated on the first `calib_batches` batches of `calib_split`
     (train or val, never test), with its accuracy change against float. Every file gets its
-    memory budget (`deploy.memory`). The report is also written to `export_tflite.json`."""
+    memory budget (`deploy.memory`). `rewrite`: `convert_float`'s XNNPACK rewrites (off: the
+    converter's own graph, lower peak memory for BC-ResNet). The report is also written to
+    `export_tflite.json`."""
     from distill.deploy.export import export_inputs
+    from distill.deploy.litert_patterns import xnnpack_rewrite
 
     _check_options(int8, calib_batches, calib_split, limit_batches)
     require_litert()
@@ -236,8 +262,9 @@ def export_tflite_run(
     files: dict[str, dict[str, Any]] = {}
     known = labels if single else None
     for name, student in inputs.models.items():
-        path = convert_float(student, out / f"student_{name}.tflite", n_features, frames)
+        path = convert_float(student, out / f"student_{name}.tflite", n_features, frames, rewrite)
         files[name], logits = _float_entry(path, student, feats, known, min_agreement)
+        files[name]["rewrites"] = xnnpack_rewrite(student, n_features, frames)[1] if rewrite else []
         if int8:
             int8_name = "int8_ptq" if name == "float" else "int8_qat"
             int8_path = quantize_int8(
@@ -343,6 +370,7 @@ def format_tflite_report(report: dict[str, Any]) -> str:
 
 __all__ = [
     "convert_float",
+    "convert_module",
     "export_tflite_run",
     "format_tflite_report",
     "interpreter",

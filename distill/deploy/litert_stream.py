@@ -1,0 +1,255 @@
+"""The stateful streaming student as a LiteRT `.tflite`: one step of
+`distill.deploy.stateful_step.StepModel` with its state as explicit tensors, the LiteRT
+counterpart of `distill.deploy.onnx_stream.export_stateful`.
+
+The file has one signature (`serving_default`) with the ONNX model's names: inputs `samples`
+(1, S) float32 and `state_in.<name>` for every state, outputs `logits` (1, C), `ready` (1,) and
+`state_out.<name>`. Start with every state at zero and feed each call's `state_out.*` back as the
+next `state_in.*`. The step counter `state_in.step` is int32 (litert-torch converts int64 to
+int32; it wraps after 2^31 steps, 5 years of 80 ms steps). The `distill.*` metadata of the ONNX
+model (classes, sample rate, window, step, frontend, decision defaults, states) is stored as one
+JSON object in the flatbuffer's metadata entry `distill` (`read_tflite_metadata`).
+`LiteRTStatefulDetector` runs the file in the LiteRT interpreter as a streaming backend, so the
+parity check drives it through the same `waveform_posteriors` as PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from distill.deploy.litert import convert_module, require_litert
+from distill.deploy.onnx_detector import OnnxStatefulDetector
+from distill.deploy.onnx_stream import DEFAULT_STEP_SECONDS, metadata
+from distill.deploy.stateful_step import build_step_model, one_thread
+from distill.errors import BadValueError, MissingFileError, UsageError
+from distill.files import atomic_path
+
+METADATA_NAME = "distill"  # the flatbuffer metadata entry holding the distill.* JSON
+SIGNATURE = "serving_default"
+
+
+def _posterior(logits: np.ndarray, activation: str) -> torch.Tensor:
+    x = torch.from_numpy(np.asarray(logits, np.float32))
+    return x.softmax(-1) if activation == "softmax" else x.sigmoid()
+
+
+class _NamedStep(nn.Module):
+    """The step model with keyword inputs and a dict of outputs (identifier names; the
+    signature is renamed to the ONNX names after conversion)."""
+
+    def __init__(self, step: nn.Module, count: int) -> None:
+        super().__init__()
+        self.step, self.count = step, count
+
+    def forward(self, samples: torch.Tensor, **states: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = self.step(samples, *[states[f"state_in_{i}"] for i in range(self.count)])
+        named = {f"state_out_{i}": out for i, out in enumerate(outs[2:])}
+        return {"logits": outs[0], "ready": outs[1], **named}
+
+
+def _rename_and_describe(content: bytes, names: list[str], meta: dict[str, str]) -> bytes:
+    """Signature keys `samples`, `state_in.<name>`, `state_out.<name>`; metadata `distill`."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.read_model_from_bytearray(bytearray(content))
+    rename = {"args_0": "samples"}
+    for i, name in enumerate(names):
+        rename[f"state_in_{i}"], rename[f"state_out_{i}"] = f"state_in.{name}", f"state_out.{name}"
+    for sig in model.signatureDefs:
+        for entry in [*sig.inputs, *sig.outputs]:
+            key = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+            entry.name = rename.get(key, key)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    return bytes(fu.convert_object_to_bytearray(model))
+
+
+def export_stateful_tflite(
+    det: Any,
+    path: str | Path,
+    step_seconds: float = DEFAULT_STEP_SECONDS,
+    window_seconds: float | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write the stateful streaming `.tflite` (float) of a `StudentDetector` that can stream
+    statefully: one step of `step_seconds` audio per call, pooling over `window_seconds`
+    (default: the training window)."""
+    require_litert()
+    reason = det.stateful_reason()
+    if reason is not None:
+        raise UsageError(f"cannot export a stateful model: {reason}")
+    sr = det.sample_rate
+    step_samples = int(round(step_seconds * sr))
+    window = window_seconds or det.window_seconds
+    with one_thread():
+        step, specs = build_step_model(det.student, det.frontend, round(window * sr), step_samples)
+    names = [n for n, _ in specs]
+    dtypes = {n: "int32" if n == "step" else "float32" for n in names}
+    states = {
+        f"state_in_{i}": torch.zeros(shape, dtype=getattr(torch, dtypes[n]))
+        for i, (n, shape) in enumerate(specs)
+    }
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The tensor attributes", category=UserWarning)
+        named = _NamedStep(step, len(names))
+        content = convert_module(named, (torch.zeros(1, step_samples),), states)
+    spec_list = [
+        {"name": n, "input": f"state_in.{n}", "output": f"state_out.{n}", "shape": list(s),
+         "dtype": dtypes[n], "initial": "zeros"}
+        for n, s in specs
+    ]  # fmt: skip
+    extra = {
+        "runtime": "LiteRT",
+        "hop_seconds": step_samples / sr,
+        "step_samples": step_samples,
+        "window_seconds": window,
+        "training_window_seconds": det.window_seconds,
+        "states": spec_list,
+        "pooling": step.plan.pooling,
+        "window_steps": step.plan.window_steps,
+        "inputs": f"samples (1, {step_samples}) float32: the next {step_samples / sr:g} s of "
+        "mono audio at sample_rate; state_in.*: the previous call's state_out.* (zeros first)",
+        "outputs": "logits (1, classes) of the last window; ready (1,): 1 once a model step "
+        "exists; state_out.*",
+        **(extra_meta or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_rename_and_describe(content, names, metadata(det, "stateful", extra)))
+    return path
+
+
+def read_tflite_metadata(path: str | Path) -> dict[str, Any]:
+    """The `distill.*` metadata of a `.tflite` written here, parsed (without the prefix)."""
+    require_litert()
+    from ai_edge_litert import schema_py_generated as schema
+
+    if not Path(path).is_file():
+        raise MissingFileError(f"LiteRT model {path} does not exist")
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() and entry.Name().decode() == METADATA_NAME:
+            raw = json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+            out: dict[str, Any] = {}
+            for key, value in raw.items():
+                try:
+                    out[key.removeprefix("distill.")] = json.loads(value)
+                except json.JSONDecodeError:
+                    out[key.removeprefix("distill.")] = value
+            return out
+    raise UsageError(f"{path} has no `{METADATA_NAME}` metadata: not a stateful model of distill")
+
+
+class LiteRTStatefulRunner:
+    """Feeds the stateful `.tflite` one step of samples at a time; its state stays between
+    calls."""
+
+    def __init__(self, det: LiteRTStatefulDetector) -> None:
+        self.det = det
+        self.run = det.interpreter.get_signature_runner(SIGNATURE)
+        specs = det.meta["states"]
+        self.states = {s["input"]: np.zeros(s["shape"], np.dtype(s["dtype"])) for s in specs}
+        self.outputs = {s["output"]: s["input"] for s in specs}
+        self._pending = np.zeros(0, np.float32)
+        self._logits: np.ndarray | None = None
+
+    def advance(self, samples: torch.Tensor) -> None:
+        """Consume mono samples (N,); runs a step for every full step of samples."""
+        step = self.det.step_samples
+        x = np.concatenate([self._pending, np.asarray(samples, np.float32).reshape(-1)])
+        done = 0
+        while x.size - done >= step:
+            out = self.run(samples=x[None, done : done + step], **self.states)
+            if out["ready"][0] > 0:
+                self._logits = np.array(out["logits"][0])
+            self.states = {name: np.array(out[key]) for key, name in self.outputs.items()}
+            done += step
+        self._pending = x[done:]
+
+    def posterior(self) -> torch.Tensor | None:
+        """Posteriors (C,) after the last full step; None before the first model step."""
+        return None if self._logits is None else _posterior(self._logits, self.det.activation)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "pooling": self.det.meta.get("pooling"),
+            "window_steps": self.det.meta.get("window_steps"),
+            "step_samples": self.det.step_samples,
+        }
+
+
+class LiteRTStatefulDetector(OnnxStatefulDetector):
+    """A stateful streaming `.tflite` as a streaming backend (LiteRT interpreter, XNNPACK):
+    stateful only, with its exported window and step (the checks of the ONNX backend)."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:  # noqa: D107
+        from distill.deploy.litert import interpreter
+
+        self.path = Path(path)
+        self.meta = read_tflite_metadata(path)
+        if self.meta.get("variant") != "stateful":
+            raise UsageError(f"{path}: distill.variant {self.meta.get('variant')!r}, not stateful")
+        self.class_names = list(self.meta["class_names"])
+        self.sample_rate = int(self.meta["sample_rate"])
+        self.window_seconds = float(self.meta["window_seconds"])
+        self.activation = str(self.meta["activation"])
+        self.step_samples = int(self.meta["step_samples"])
+        self.hop_seconds = self.step_samples / self.sample_rate
+        self.interpreter = interpreter(path, threads)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "backend": "LiteRT"}
+
+    def open_stateful(self, window_samples: int) -> LiteRTStatefulRunner:
+        self.check_window(window_samples)
+        return LiteRTStatefulRunner(self)
+
+
+def stateful_tflite_parity(det: Any, path: str | Path, wave: np.ndarray) -> dict[str, float]:
+    """Max |posterior difference| and per-hop argmax agreement of the stateful `.tflite`
+    against PyTorch's stateful stream over one waveform, fed in chunks that do not divide the
+    step."""
+    from distill.deploy.stream import StreamConfig, waveform_posteriors
+
+    lite = LiteRTStatefulDetector(path)
+    config = StreamConfig(
+        mode="stateful", hop_seconds=lite.hop_seconds, window_seconds=lite.window_seconds
+    )
+    with one_thread():
+        ref = waveform_posteriors(det, wave, config, chunk_seconds=0.37)
+        got = waveform_posteriors(lite, wave, config, chunk_seconds=0.53)
+    if ref.scores.shape != got.scores.shape or not np.allclose(ref.times, got.times):
+        raise BadValueError(
+            f"{path}: the stateful .tflite gave {got.scores.shape} posteriors, PyTorch "
+            f"{ref.scores.shape}"
+        )
+    if not len(ref.scores):
+        return {"max_abs_posterior_diff": 0.0, "argmax_agreement": 1.0, "hops": 0}
+    return {
+        "max_abs_posterior_diff": float(np.abs(ref.scores - got.scores).max()),
+        "argmax_agreement": float((ref.scores.argmax(1) == got.scores.argmax(1)).mean()),
+        "hops": int(len(ref.scores)),
+    }
+
+
+__all__ = [
+    "LiteRTStatefulDetector",
+    "LiteRTStatefulRunner",
+    "export_stateful_tflite",
+    "read_tflite_metadata",
+    "stateful_tflite_parity",
+]

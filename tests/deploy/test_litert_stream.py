@@ -1,0 +1,180 @@
+"""The stateful streaming student as a LiteRT `.tflite` (state as explicit tensors): stepping it
+over a stream gives the PyTorch stateful stream's posteriors, it runs from its metadata alone,
+and `export_stateful_run(format="tflite")` writes and checks it for a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distill.deploy import litert
+from distill.deploy.onnx_stream import STATEFUL_TOLERANCE, step_seconds_for
+from distill.deploy.stream import StreamConfig, waveform_posteriors
+from distill.errors import MissingFileError, UsageError
+from tests.deploy.stream_helpers import detector, train_briefly
+
+pytestmark = pytest.mark.skipif(
+    bool(litert.missing_modules()),
+    reason=f"the `litert` extra is not installed (missing {litert.missing_modules()})",
+)
+SR = 16000
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def audio(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise with louder tone bursts, so posteriors move."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    wave = 0.02 * rng.standard_normal(t.size)
+    for k, start in enumerate(np.arange(0.5, seconds - 0.5, 1.3)):
+        inside = (t >= start) & (t < start + 0.4)
+        wave[inside] += 0.4 * np.sin(2 * np.pi * (300 + 150 * k) * t[inside])
+    return wave.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "normalize"),
+    [
+        ("tc_resnet8", {"causal": True}, "none"),
+        ("gru", {}, "none"),
+        ("tc_resnet8", {"causal": True}, "running"),
+        ("gru", {}, "frame"),
+    ],
+)
+def test_stateful_tflite_equals_the_pytorch_stream(name, kwargs, normalize, tmp_path) -> None:
+    from distill.deploy.litert_stream import export_stateful_tflite, stateful_tflite_parity
+
+    det = detector(name, normalize=normalize, **kwargs)
+    train_briefly(det.student)
+    step = step_seconds_for(det)
+    path = export_stateful_tflite(det, tmp_path / "s.tflite", step)
+    parity = stateful_tflite_parity(det, path, audio(6.0))  # chunks of 0.37 and 0.53 s
+    assert parity["hops"] == int(6.0 / step)
+    assert parity["max_abs_posterior_diff"] <= STATEFUL_TOLERANCE
+    assert parity["max_abs_posterior_diff"] < 1e-6  # measured: 3e-8 to 6e-8
+    assert parity["argmax_agreement"] == 1.0
+
+
+def test_stateful_tflite_runs_from_its_metadata_alone(tmp_path) -> None:
+    """What a user without distill does: the signature's names, states from the metadata, zeros
+    first, outputs fed back; the result is PyTorch's stateful stream."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from distill.deploy.litert_stream import export_stateful_tflite, read_tflite_metadata
+
+    det = detector("tc_resnet8", causal=True)
+    train_briefly(det.student)
+    path = export_stateful_tflite(det, tmp_path / "s.tflite", 0.16, window_seconds=0.8)
+    meta = read_tflite_metadata(path)
+    assert meta["variant"] == "stateful" and meta["step_samples"] == 2560
+    assert meta["window_seconds"] == 0.8 and meta["class_names"] == det.class_names
+    assert meta["runtime"] == "LiteRT" and meta["frontend"]["n_fft"] == 512
+    step_spec = [s for s in meta["states"] if s["name"] == "step"]
+    assert step_spec and step_spec[0]["dtype"] == "int32"
+    it = Interpreter(model_path=str(path), num_threads=1)
+    run = it.get_signature_runner("serving_default")
+    names = it.get_signature_list()["serving_default"]
+    assert set(names["inputs"]) == {"samples", *[s["input"] for s in meta["states"]]}
+    assert set(names["outputs"]) == {"logits", "ready", *[s["output"] for s in meta["states"]]}
+    state = {s["input"]: np.zeros(s["shape"], np.dtype(s["dtype"])) for s in meta["states"]}
+    wave, rows = audio(5.0), []
+    for i in range(0, len(wave) - 2559, 2560):
+        out = run(samples=wave[None, i : i + 2560], **state)
+        state = {s["input"]: out[s["output"]] for s in meta["states"]}
+        if out["ready"][0]:
+            rows.append(torch.from_numpy(out["logits"][0].copy()).softmax(-1).numpy())
+    ref = waveform_posteriors(det, wave, StreamConfig("stateful", 0.16, 0.8))
+    assert len(rows) == len(ref.scores) == 31
+    np.testing.assert_allclose(np.stack(rows), ref.scores, atol=1e-6)
+
+
+def test_what_cannot_be_exported_or_read_is_named(tmp_path) -> None:
+    from distill.deploy.litert_stream import export_stateful_tflite, read_tflite_metadata
+
+    with pytest.raises(UsageError, match="causal=true"):
+        export_stateful_tflite(detector("tc_resnet8"), tmp_path / "x.tflite", 0.08)
+    with pytest.raises(MissingFileError, match="nope.tflite does not exist"):
+        read_tflite_metadata(tmp_path / "nope.tflite")
+    features_in = litert.convert_float(
+        detector("tc_resnet8").student, tmp_path / "f.tflite", 40, 101
+    )
+    with pytest.raises(UsageError, match="no `distill` metadata"):
+        read_tflite_metadata(features_in)
+
+
+@pytest.fixture(scope="module")
+def causal_run(tiny_kws_bank: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny causal TC-ResNet8 with a running-normalised log-mel frontend (streams
+    statefully)."""
+    from distill.pipeline.fit import fit
+    from tests.helpers.recipes import tiny_recipe
+
+    cfg = tiny_recipe(tiny_kws_bank, tmp_path_factory.mktemp("causal_lite"))
+    cfg.teacher.kind = "none"
+    cfg.student.kwargs = {"causal": True}
+    cfg.frontend.normalize = "running"
+    cfg.frontend.running_seconds = 0.5
+    cfg.data.clip_seconds = 1.0
+    cfg.trainer.limit_train_batches = 2.0
+    cfg.trainer.limit_val_batches = 1.0
+    return Path(fit(cfg).run_dir)
+
+
+def test_export_stateful_run_writes_and_checks_the_tflite(causal_run: Path, tmp_path) -> None:
+    import soundfile as sf
+
+    from distill.deploy.detect import detect_file
+    from distill.deploy.detector_model import load_detector_model
+    from distill.deploy.export_stream import export_stateful_run, format_stream_report
+    from distill.deploy.litert_stream import LiteRTStatefulDetector
+
+    report = export_stateful_run(causal_run, format="tflite")
+    path = causal_run / "export" / "student_stateful.tflite"
+    assert report["path"] == str(path) and path.is_file()
+    assert report["hop_seconds"] == pytest.approx(0.08)
+    assert report["max_abs_posterior_diff"] < 1e-5 and report["argmax_agreement"] == 1.0
+    saved = json.loads((causal_run / "export" / "export_stream.json").read_text())
+    assert saved["stateful_tflite"]["path"] == str(path)
+    assert "student_stateful.tflite" in format_stream_report("stateful", report)
+    # as a streaming backend: the posteriors of the PyTorch run over a long tone stream
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(audio(4.0, 3), 3), SR)
+    lite = load_detector_model(path)  # a stateful .tflite loads as the LiteRT backend
+    assert isinstance(lite, LiteRTStatefulDetector) and lite.describe()["backend"] == "LiteRT"
+    assert lite.meta["frontend"]["normalize"] == "running"
+    assert lite.meta["frontend"]["running_seconds"] == 0.5
+    config = StreamConfig(hop_seconds=0.08)
+    ours = detect_file(lite, long, config).posteriors
+    theirs = detect_file(load_detector_model(causal_run), long, config).posteriors
+    assert ours.scores.shape == theirs.scores.shape and len(ours.scores) > 100
+    np.testing.assert_allclose(ours.scores, theirs.scores, atol=1e-5)
+
+
+def test_export_command_writes_the_stateful_tflite_and_detect_runs_it(
+    causal_run: Path, tmp_path
+) -> None:
+    import soundfile as sf
+
+    from distill.cli import main
+
+    out = causal_run / "export" / "student_stateful.tflite"
+    assert main(["export", str(causal_run), "--variant", "stateful", "--format", "tflite"]) == 0
+    assert out.is_file()
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(audio(4.0, 5), 2), SR)
+    found = tmp_path / "found"
+    assert main(["detect", str(out), str(long), "--out", str(found), "--hop", "0.08"]) == 0
+    record = json.loads((found / "detections.json").read_text())
+    assert record["model"]["backend"] == "LiteRT"
+    assert main(["export", str(causal_run), "--variant", "waveform", "--format", "tflite"]) == 2
