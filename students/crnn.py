@@ -27,8 +27,14 @@ class CRNN(nn.Module):
         units: int = 256,
         dense: tuple[int, int] = (128, 256),
         dropout: float = 0.1,
+        causal: bool = True,
     ) -> None:
         super().__init__()
+        if not causal:  # accepted so that one grid can set causal=true for every student
+            raise BadValueError(
+                "CRNN is causal by construction (valid time convolutions, a unidirectional GRU): "
+                "causal=false is not available"
+            )
         if len(filters) != len(kernels):
             raise BadValueError(f"CRNN: {len(filters)} filters but {len(kernels)} kernels")
         convs: list[nn.Module] = []

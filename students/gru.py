@@ -24,8 +24,14 @@ class GRUNet(nn.Module):
         units: int = 400,
         dense: tuple[int, int] = (128, 256),
         dropout: float = 0.1,
+        causal: bool = True,
     ) -> None:
         super().__init__()
+        if not causal:  # accepted so that one grid can set causal=true for every student
+            raise BadValueError(
+                "GRUNet is causal by construction (a unidirectional recurrent layer): "
+                "causal=false is not available"
+            )
         self.num_features = units
         self.rnn = nn.GRU(n_features, units, batch_first=True)
         self.dropout = nn.Dropout(dropout)

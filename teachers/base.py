@@ -22,13 +22,15 @@ class TeacherOutput:
     logits: (B, K). attention: (B, T_t), a distribution over time positions (rows sum to 1).
     spans: (T_t, 2), start and end seconds of each time position (None for outputs read back
     from a teacher cache, which keeps no spans). hidden: (B, T_t, D) last hidden states at the
-    same time positions (mean over frequency patches), or None.
+    same time positions (mean over frequency patches), or None. frame_logits: (B, T_t, K) class
+    logits per time position (the teacher's head on each position's hidden state), or None.
     """
 
     logits: torch.Tensor
     attention: torch.Tensor
     spans: torch.Tensor | None = None
     hidden: torch.Tensor | None = None
+    frame_logits: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.logits.dim() != 2 or self.attention.dim() != 2:
@@ -45,6 +47,12 @@ class TeacherOutput:
             raise BadValueError(
                 f"TeacherOutput hidden must be (B, T_t, D) with (B, T_t) = "
                 f"{tuple(self.attention.shape)}, got {tuple(self.hidden.shape)}"
+            )
+        expected = (*self.attention.shape, self.logits.shape[1])
+        if self.frame_logits is not None and tuple(self.frame_logits.shape) != expected:
+            raise BadValueError(
+                f"TeacherOutput frame_logits must be (B, T_t, K) = {expected}, got "
+                f"{tuple(self.frame_logits.shape)}"
             )
 
 

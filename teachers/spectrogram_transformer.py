@@ -228,6 +228,10 @@ class SpectrogramTransformerTeacher(Teacher):
         return self.norm(x), attentions, frames, t_p
 
     def _logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Clip logits: the head on the CLS token, else on the mean of all tokens. The per-token
+        class logits of `forward` (`frame_logits`) are the same head on each time position's
+        hidden state: for a mean-pooled teacher they average exactly to the clip logits (the
+        head is linear); for a CLS teacher the head was trained on the CLS token only."""
         pooled = tokens[:, 0] if self.cls is not None else tokens.mean(dim=1)
         return self.head(pooled)
 
@@ -246,7 +250,9 @@ class SpectrogramTransformerTeacher(Teacher):
         )
         keep = kept_columns(t_p, pt, frames)
         hidden = hidden_to_time(tokens, grid, self.num_prefix, keep)
-        return TeacherOutput(self._logits(tokens), attention, spans.to(tokens.device), hidden)
+        return TeacherOutput(
+            self._logits(tokens), attention, spans.to(tokens.device), hidden, self.head(hidden)
+        )
 
     def save_pretrained(self, directory: str | Path) -> None:
         config = dataclasses.asdict(self.config)

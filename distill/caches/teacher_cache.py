@@ -138,6 +138,8 @@ def _teacher_arrays(out: object, with_hidden: bool) -> dict[str, np.ndarray]:
         if out.hidden is None:
             raise BadValueError("the hint loss needs hidden states; the teacher gave none")
         arrays["hidden"] = out.hidden.detach().cpu().numpy().astype(np.float16)
+    if getattr(out, "frame_logits", None) is not None:  # per-token class logits (losses.timed)
+        arrays["frame_logits"] = out.frame_logits.detach().cpu().numpy().astype(np.float16)
     return arrays
 
 
@@ -175,10 +177,14 @@ class TeacherCache(RecordCache):
         hidden = None
         if "hidden" in batch.dtype.names:
             hidden = torch.from_numpy(np.ascontiguousarray(batch["hidden"])).float().to(device)
+        frames = None
+        if "frame_logits" in batch.dtype.names:
+            frames = torch.from_numpy(np.ascontiguousarray(batch["frame_logits"])).float()
         return TeacherOutput(
             logits=torch.from_numpy(np.ascontiguousarray(batch["logits"])).to(device),
             attention=torch.from_numpy(np.ascontiguousarray(batch["attention"])).to(device),
             hidden=hidden,
+            frame_logits=frames.to(device) if frames is not None else None,
         )
 
     def shard_paths(self, split: str, rank: int, world: int) -> tuple[Path, Path]:

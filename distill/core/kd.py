@@ -139,6 +139,13 @@ class DistillLoss(nn.Module):
         requested = parse_losses(DEFAULT_LOSSES if losses is None else losses)
         if not requested:
             raise BadValueError("DistillLoss needs at least one term with a weight > 0")
+        per_step = [t.name for t in requested if "frames" in t.needs]
+        if per_step:
+            raise BadValueError(
+                f"{', '.join(per_step)} train(s) the student's per-step outputs, which DistillLoss "
+                "does not compute: use DistillModule, or call the term on LossInputs with "
+                "frame_logits= and step_seconds= (distill.core.frames.FrameOutputs gives them)"
+            )
         self.weights = {t.name: t.weight for t in requested}
         self.needs_of = {t.name: t.needs for t in requested}
         self.needs = frozenset().union(*self.needs_of.values())

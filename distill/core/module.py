@@ -14,6 +14,7 @@ from distill import students
 from distill.config.loader import check_recipe
 from distill.config.schema import RecipeConfig
 from distill.core.classifier_module import ClassifierModule
+from distill.core.frames import FrameOutputs
 from distill.core.losses import LossInputs, WeightedLosses, entropy
 from distill.core.losses.registry import loss_needs, terms_needing
 from distill.core.optim import build_optimizer
@@ -104,7 +105,19 @@ class DistillModule(ClassifierModule):
                     )
                 self._attention_tap = FeatureTap(self.student, attention_name, "BCT")
         channels = self._probe_channels() if self._tap is not None else None
-        self.aux = WeightedLosses(cfg.losses, task, channels=channels, teacher_dim=teacher_dim)
+        # per-step outputs (losses.timed): the student's head at every step, as streamed
+        self._frames = None
+        if "frames" in needs:
+            window = OmegaConf.select(cfg, "losses.timed.window_seconds", default=0.0)
+            self._frames = FrameOutputs(self.student, self.frontend, clip_seconds, window)
+        self.aux = WeightedLosses(
+            cfg.losses,
+            task,
+            channels=channels,
+            teacher_dim=teacher_dim,
+            class_names=self.class_names,
+            frame_window=self._frames.window if self._frames is not None else None,
+        )
         self.setup_metrics(task, num_classes)
         self.teacher_source: TeacherSource | None = None  # see set_teacher_source
 
@@ -172,10 +185,10 @@ class DistillModule(ClassifierModule):
 
     def detach_taps(self) -> None:
         """Remove every hook this module put on the student."""
-        for tap in (self._tap, self._attention_tap):
+        for tap in (self._tap, self._attention_tap, self._frames):
             if tap is not None:
                 tap.remove()
-        self._tap = self._attention_tap = None
+        self._tap = self._attention_tap = self._frames = None
 
     def student_state_dict(self) -> dict[str, Tensor]:
         """The deployable student's weights alone (no aux head, frontend or teacher)."""
@@ -204,15 +217,28 @@ class DistillModule(ClassifierModule):
             "teacher_logits": out.logits,
             "teacher_attention": out.attention,
             "teacher_hidden": out.hidden,
+            "teacher_frame_logits": getattr(out, "frame_logits", None),
         }
 
     def _step(self, batch: dict, split: str) -> tuple[Tensor, LossInputs, dict[str, Tensor]]:
         feats = batch["features"] if "features" in batch else self.features(batch["waveform"])
         if split == "train" and self.specaugment is not None:
             feats = self.specaugment(feats)
-        logits = self.student(feats)
+        frame_logits = step_seconds = None
+        if self._frames is not None:
+            logits, frame_logits, step_seconds = self._frames(self.student, feats)
+        elif "frames" in self.aux.needs:
+            raise UsageError(
+                "losses.timed needs the student's per-step outputs, whose hook was taken off "
+                "(detach_taps, e.g. for QAT, which does not support per-step terms: run QAT "
+                "with losses.timed.weight=0)"
+            )
+        else:
+            logits = self.student(feats)
         inputs = LossInputs(
             logits=logits,
+            frame_logits=frame_logits,
+            step_seconds=step_seconds,
             target=batch.get("target", batch["label"]),
             time_features=self._tap.features() if self._tap is not None else None,
             student_attention=self._attention_tap.output if self._attention_tap else None,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from distill.config import apply_overrides
 from distill.core.losses.arms import Arm
-from distill.core.losses.registry import loss_needs
+from distill.core.losses.registry import loss_needs, terms_needing
+from distill.core.spans import missing_spans, span_settings
 from distill.errors import BadValueError, MissingFileError
 from distill.pipeline.artifacts import STUDENT_FILE
 from distill.pipeline.results import FitResult
@@ -52,6 +54,8 @@ def run_grid(
     arm_objs = [Arm(a) for a in arms]
     for arm in arm_objs:
         arm.overrides(cfg)  # validate every arm before any work starts
+    if not collect_only:
+        check_spans(cfg, arm_objs)
     cells = [
         (student, arm, seed, out_dir / student / arm.name / f"seed{seed}")
         for student in student_names
@@ -61,7 +65,10 @@ def run_grid(
     pending, missing = _plan(cfg, cells, collect_only)
     if pending:
         # side by side, the feature cache is built once before the runs that read it start
-        build_caches(cfg, teacher=_needs_teacher_cache(cfg, arm_objs), features=jobs > 1)
+        teacher_cache, _ = build_caches(
+            cfg, teacher=_needs_teacher_cache(cfg, arm_objs), features=jobs > 1
+        )
+        check_frame_logits(cfg, arm_objs, teacher_cache)
         train_runs(pending, jobs)
     rows = [
         result_row(student, arm, seed, FitResult.read(run_dir / "results.json"))
@@ -81,6 +88,49 @@ def run_grid(
     csv_path = out_dir / "results.csv"
     write_rows(csv_path, rows)
     return csv_path
+
+
+def check_spans(cfg: DictConfig, arms: list[Arm]) -> None:
+    """Refuse, before any work, arms whose losses need ground-truth spans (`span`,
+    `span_timed`) on data that has none, naming the arm and the missing manifest."""
+    needing = {}
+    for arm in arms:
+        terms = terms_needing(apply_overrides(cfg, arm.overrides(cfg)).losses, "spans")
+        if terms:
+            needing[arm.name] = terms
+    if not needing:
+        return
+    from distill.data import build_datamodule
+
+    reason = missing_spans(build_datamodule(cfg.data).dataset("train"), cfg.data.root)
+    if reason is not None:
+        arm, terms = next(iter(needing.items()))
+        also = f" (also {', '.join(list(needing)[1:])})" if len(needing) > 1 else ""
+        raise BadValueError(
+            f"compare: arm {arm!r}{also} needs ground-truth spans ({span_settings(terms)}), but "
+            f"{reason}; drop it or use data with a manifest"
+        )
+
+
+def check_frame_logits(cfg: DictConfig, arms: list[Arm], cache: Any) -> None:
+    """Refuse, before training, arms that distil the teacher's per-token logits (`frame_logit`)
+    when the teacher cache holds none (built before they existed, or a teacher without them)."""
+    needing = [
+        arm.name
+        for arm in arms
+        if (losses := apply_overrides(cfg, arm.overrides(cfg)).losses).timed.weight > 0
+        and losses.timed.target == "frame_logit"
+    ]
+    if not needing or cache is None:
+        return
+    records, _ = cache.open("train")
+    if "frame_logits" not in (records.dtype.names or ()):
+        raise BadValueError(
+            f"compare: arm {needing[0]!r} needs the teacher's per-token class logits, which the "
+            f"teacher cache in {cache.directory} does not hold (built before they existed, or a "
+            "teacher that gives none: see docs/timed.md); rebuild it with `distill cache "
+            "RECIPE --rebuild`"
+        )
 
 
 def _plan(cfg: DictConfig, cells: list[tuple], collect_only: bool) -> tuple[list, list[Path]]:

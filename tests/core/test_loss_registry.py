@@ -38,7 +38,14 @@ B, K, STEPS, C, T_TEACHER, D = 4, 5, 6, 8, 10, 12
 
 # -- the registry ---------------------------------------------------------------------------
 def test_registry_lists_the_built_ins_in_build_order() -> None:
-    assert available() == ["task", "logit_kd", "temporal_kd", "hint", "attention_transfer"]
+    assert available() == [
+        "task",
+        "logit_kd",
+        "temporal_kd",
+        "hint",
+        "attention_transfer",
+        "timed",
+    ]
     assert [s.name for s in specs() if not s.distills] == ["task"]
 
 
@@ -60,13 +67,20 @@ def test_arm_tokens_resolve_as_before() -> None:
         "uniform": ("temporal_kd", {"target": "uniform"}),
         "hint": ("hint", {}),
         "at": ("attention_transfer", {}),
+        "maxpool": ("timed", {"target": "maxpool"}),
+        "teacher_timed": ("timed", {"target": "teacher"}),
+        "span_timed": ("timed", {"target": "span"}),
+        "shuffled_timed": ("timed", {"target": "shuffled"}),
+        "frame_logit": ("timed", {"target": "frame_logit"}),
+        "clip": (None, {}),
     }
-    assert CONTROL_TOKENS == ("span", "shuffled", "uniform")
+    assert CONTROL_TOKENS == ("span", "shuffled", "uniform", "span_timed", "shuffled_timed")
     assert DEFAULT_WEIGHTS == {
         "logit_kd": 0.5,
         "temporal_kd": 0.25,
         "hint": 0.1,
         "attention_transfer": 0.5,
+        "timed": 1.0,
     }
     cfg = OmegaConf.structured(RecipeConfig)
     assert Arm("at+shuffled@0.2").overrides(cfg) == [
@@ -74,7 +88,9 @@ def test_arm_tokens_resolve_as_before() -> None:
         "losses.temporal_kd.weight=0.2",
         "losses.hint.weight=0.0",
         "losses.attention_transfer.weight=0.5",
+        "losses.timed.weight=0.0",
         "losses.temporal_kd.target=shuffled",
+        "losses.timed.target=teacher",
     ]
 
 
@@ -94,6 +110,10 @@ def test_arm_tokens_resolve_as_before() -> None:
         ({"hint.weight": 0.1}, {"teacher", "features", "hidden"}),
         ({"attention_transfer.weight": 0.1}, {"teacher", "features"}),
         ({"temporal_kd.target": "span"}, set()),  # weight 0: off, needs nothing
+        ({"timed.weight": 1.0, "timed.target": "maxpool"}, {"frames"}),
+        ({"timed.weight": 1.0, "timed.target": "span"}, {"frames", "spans"}),
+        ({"timed.weight": 1.0}, {"frames", "teacher"}),
+        ({"timed.weight": 1.0, "timed.target": "frame_logit"}, {"frames", "teacher"}),
     ],
 )
 def test_needs_follow_the_active_terms_and_their_settings(settings: dict, needs: set) -> None:
@@ -126,6 +146,9 @@ def random_inputs(task: str = "single_label", with_spans: bool = True) -> LossIn
         teacher_hidden=torch.randn(B, T_TEACHER, D, generator=g),
         spans=spans,
         clip_seconds=1.0,
+        frame_logits=torch.randn(B, STEPS, K, generator=g),
+        step_seconds=torch.arange(1, STEPS + 1) / STEPS,
+        teacher_frame_logits=torch.randn(B, T_TEACHER, K, generator=g),
     )
 
 
@@ -145,13 +168,22 @@ VARIANTS = [
     ("hint", "single_label", {"distance": "cosine"}),
     ("attention_transfer", "single_label", {}),
     ("attention_transfer", "single_label", {"p": 1.0}),
+    ("timed", "single_label", {}),
+    ("timed", "single_label", {"target": "maxpool"}),
+    ("timed", "single_label", {"target": "span"}),
+    ("timed", "single_label", {"target": "shuffled"}),
+    ("timed", "single_label", {"target": "frame_logit", "temperature": 2.0}),
+    ("timed", "multi_label", {"target": "maxpool"}),
+    ("timed", "multi_label", {}),
 ]
+CLASSES = ("a", "b", "c", "_unknown_", "_silence_")  # K names: keywords and fillers (timed)
 
 
 def build(name: str, task: str, settings: dict) -> nn.Module:
     term_cfg = OmegaConf.merge(OmegaConf.structured(spec(name).config), settings)
     torch.manual_seed(0)
-    return spec(name).build(term_cfg, LossContext(task, channels=C, teacher_dim=D))
+    context = LossContext(task, channels=C, teacher_dim=D, class_names=CLASSES, frame_window=3)
+    return spec(name).build(term_cfg, context)
 
 
 def test_the_variants_cover_every_registered_term() -> None:

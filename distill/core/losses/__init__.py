@@ -24,6 +24,7 @@ from distill.core.losses.temporal import (
     kl_divergence,
     span_target,
 )
+from distill.core.losses.timed import TimedLoss
 from distill.errors import BadValueError
 
 # The registered distillation terms (everything but the task loss), in build order.
@@ -36,6 +37,8 @@ class WeightedLosses(nn.Module):
     `additive`: L = w_task * task + sum_i w_i * L_i.
     `convex`:   L = (1 - sum_i w_i) * task + sum_i w_i * L_i (the paper's (1 - lambda) form).
     Terms with learnable parameters (attention head, hint projection) are training-only.
+    `class_names` and `frame_window` (the steps a per-step output pools over) reach the terms
+    through their LossContext.
     """
 
     def __init__(
@@ -44,10 +47,13 @@ class WeightedLosses(nn.Module):
         task: str,
         channels: int | None = None,
         teacher_dim: int | None = None,
+        class_names: list[str] | None = None,
+        frame_window: int | None = None,
     ) -> None:
         super().__init__()
         self.weighting = cfg.weighting
-        context = LossContext(task, channels, teacher_dim)
+        names = tuple(class_names) if class_names is not None else None
+        context = LossContext(task, channels, teacher_dim, names, frame_window)
         self.weights: dict[str, float] = {}
         self.terms = nn.ModuleDict()
         self.needs_of: dict[str, frozenset[str]] = {}
@@ -104,6 +110,7 @@ __all__ = [
     "TemporalAttentionKD",
     "TemporalAttentionTransfer",
     "TimeAlignedHint",
+    "TimedLoss",
     "WeightedLosses",
     "available",
     "entropy",

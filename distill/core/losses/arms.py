@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.core.losses.registry import specs
+from distill.core.losses.registry import PLAIN_ARMS, specs
 from distill.errors import BadValueError
 
 # The registered distillation terms an arm switches on or off (every other one it sets to 0).
@@ -19,10 +19,11 @@ DEFAULT_WEIGHTS = {s.name: s.default_weight for s in _KD_SPECS}
 
 # Arm token -> (loss term or None, settings of the term besides its weight). Controls supervise
 # the same head with something other than the teacher, to tell the teacher's knowledge from mere
-# localisation.
+# localisation. `none` and its other name `clip` switch every distilling term off.
 ARM_TOKENS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "none": (None, {}),
     **{token: (s.name, dict(sets)) for s in _KD_SPECS for token, sets in s.arm_tokens.items()},
+    **{token: (None, {}) for token in PLAIN_ARMS if token != "none"},
 }
 
 CONTROL_TOKENS = tuple(token for s in _KD_SPECS for token in s.controls)

@@ -20,6 +20,9 @@ class LossInputs:
     attention (B, H, T') when it has one. teacher_*: logits (B, K), rolled-out attention over time
     (B, T_t) summing to 1, last hidden states (B, T_t, D). spans: ground-truth keyword/event spans
     (B, S, 2) in seconds, NaN-padded. clip_seconds: length of the clips in the batch.
+    frame_logits: the student's per-step logits (B, T', K) as the streaming runtime pools them,
+    step_seconds: (T',) the end of the audio each step has heard (seconds from the clip start),
+    teacher_frame_logits: the teacher's per-token class logits (B, T_t, K); see losses.timed.
     """
 
     logits: Tensor
@@ -31,6 +34,9 @@ class LossInputs:
     teacher_hidden: Tensor | None = None
     spans: Tensor | None = None
     clip_seconds: float | None = None
+    frame_logits: Tensor | None = None
+    step_seconds: Tensor | None = None
+    teacher_frame_logits: Tensor | None = None
 
 
 def resample_time(x: Tensor, length: int) -> Tensor:

@@ -1,12 +1,13 @@
 """Registry of loss terms: each term declares, next to its code, its config, what it needs
-(teacher, tapped features, the student's own attention, spans, teacher hidden states), its arm
-tokens for `distill compare` and its default arm weight. Everything that used to name terms
-(the weighted sum, the module's taps, arms, the teacher cache, eval, QAT) reads it instead.
+(teacher, tapped features, the student's own attention, spans, teacher hidden states, the
+student's per-step outputs), its arm tokens for `distill compare` and its default arm weight.
+Everything that used to name terms (the weighted sum, the module's taps, arms, the teacher
+cache, eval, QAT) reads it instead.
 
 Custom terms plug in from a recipe by dotted path, `losses.custom.<name>.target`, as custom
 students do: a class taking `LossInputs` and returning a scalar, whose needs are class
 attributes (`needs_teacher`, `needs_features`, `needs_student_attention`, `needs_spans`,
-`needs_hidden`; all False unless set)."""
+`needs_hidden`, `needs_frames`; all False unless set)."""
 
 from __future__ import annotations
 
@@ -24,18 +25,25 @@ from torch import nn
 from distill.config.schema import CustomLossConfig
 from distill.errors import BadValueError
 
-NEEDS = ("teacher", "features", "student_attention", "spans", "hidden")
+NEEDS = ("teacher", "features", "student_attention", "spans", "hidden", "frames")
+# Arm tokens that switch every distilling term off: `clip` is the name of `none` in the
+# comparison of per-step training (docs/timed.md): today's clip training, the baseline.
+PLAIN_ARMS = ("none", "clip")
 Need = bool | Callable[[Any], bool]
 
 
 @dataclass(frozen=True)
 class LossContext:
     """What a term may need to build itself besides its config: the task ('single_label' or
-    'multi_label'), the tapped feature width C of c' and the teacher's hidden width (or None)."""
+    'multi_label'), the tapped feature width C of c', the teacher's hidden width (or None), the
+    class names and, for per-step terms, the steps the per-step output pools over (None: all
+    steps heard so far)."""
 
     task: str
     channels: int | None = None
     teacher_dim: int | None = None
+    class_names: tuple[str, ...] | None = None
+    frame_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class LossSpec:
     needs_student_attention: Need = False
     needs_spans: Need = False
     needs_hidden: Need = False
+    needs_frames: Need = False
     arm_tokens: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     controls: tuple[str, ...] = ()
     default_weight: float = 0.0
@@ -97,7 +106,7 @@ def register_loss(name: str, **declaration: Any) -> Callable[[Callable], Callabl
 def _check_new(spec: LossSpec) -> None:
     if spec.name in _REGISTRY:
         raise BadValueError(f"loss term {spec.name!r} is already registered")
-    taken = {t for s in _REGISTRY.values() for t in s.arm_tokens} | {"none"}
+    taken = {t for s in _REGISTRY.values() for t in s.arm_tokens} | set(PLAIN_ARMS)
     clash = sorted(taken & set(spec.arm_tokens))
     if clash:
         raise BadValueError(f"loss term {spec.name!r}: arm token(s) {clash} already taken")
@@ -271,6 +280,7 @@ def _construct(name: str, target: type, entry: DictConfig, context: LossContext)
 
 __all__ = [
     "NEEDS",
+    "PLAIN_ARMS",
     "ActiveTerm",
     "LossContext",
     "LossSpec",
