@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import typing
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from distill.config.ranges import is_integer, range_of, section_type
-from distill.config.schema import RecipeConfig
+from distill.config.schema import RecipeConfig, TrainerConfig
 from distill.errors import DistillError
 
 # Values that string keys may take; checked after overrides, before any work starts.
@@ -22,19 +23,34 @@ from distill.errors import DistillError
 # names and dotted paths of custom classes.
 CHOICES: dict[str, tuple[str, ...]] = {
     "frontend.kind": ("logmel", "mfcc"),
-    "frontend.normalize": ("utterance", "none"),
+    "frontend.normalize": ("utterance", "frame", "running", "none"),
     "data.task": ("single_label", "multi_label"),
     "data.crop": ("center", "start", "random"),
     "teacher.head_fusion": ("mean", "max", "min"),
     "losses.weighting": ("additive", "convex"),
     "losses.temporal_kd.target": ("teacher", "span", "shuffled", "uniform"),
     "losses.temporal_kd.direction": ("forward", "reverse"),
+    "losses.timed.target": ("maxpool", "teacher", "span", "shuffled", "frame_logit"),
     "qat.fake_quant": ("deployment", "all"),
     "losses.hint.distance": ("mse", "cosine"),
     "optim.name": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "constant"),
     "logger.wandb_mode": ("auto", "offline", "online"),
-    "export.format": ("onnx",),
+    "export.format": ("onnx", "tflite"),
+}
+
+
+# Arguments of the Lightning Trainer that distill sets itself, and where a recipe sets them
+# instead; `trainer.kwargs` may not hold them (nor any argument with a field of the same name
+# in the recipe's `trainer` section).
+TRAINER_ARGS_SET_BY_DISTILL: dict[str, str] = {
+    "enable_progress_bar": "set it with trainer.progress_bar",
+    "callbacks": "list them under trainer.callbacks",
+    "logger": "choose loggers in the logger section (logger.csv, logger.tensorboard, logger.wandb)",
+    "plugins": "distill sets it (checkpoints are written atomically)",
+    "default_root_dir": "distill sets it to the run directory (run_dir, --run-dir)",
+    "use_distributed_sampler": "distill sets it (the datamodule shards the data by rank itself)",
+    "enable_checkpointing": "distill sets it (best.ckpt and last.ckpt)",
 }
 
 
@@ -209,11 +225,35 @@ def check_ranges(cfg: DictConfig | dict, schema: type = RecipeConfig, where: str
             )
 
 
+def check_trainer_kwargs(cfg: DictConfig) -> None:
+    """Refuse a key of `trainer.kwargs` that the recipe sets elsewhere (a typed `trainer` field or
+    an argument distill owns) or that the Lightning Trainer does not take, naming the key."""
+    given = OmegaConf.select(cfg, "trainer.kwargs")
+    if not given:
+        return
+    typed = {f.name for f in dataclasses.fields(TrainerConfig)}
+    import pytorch_lightning as pl
+
+    known = [n for n in inspect.signature(pl.Trainer.__init__).parameters if n != "self"]
+    for key in given:
+        where = f"key 'trainer.kwargs.{key}'"
+        if key in TRAINER_ARGS_SET_BY_DISTILL:
+            raise RecipeError(f"{where}: {TRAINER_ARGS_SET_BY_DISTILL[key]}, not in trainer.kwargs")
+        if key in typed:
+            raise RecipeError(f"{where}: set it with the typed key trainer.{key} instead")
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise RecipeError(f"{where} is not an argument of the Lightning Trainer{hint}")
+
+
 def check_recipe(cfg: DictConfig) -> None:
-    """Check a recipe's values against the schema's choices and ranges (RecipeError naming the
-    first key that does not fit); `load_recipe` and `apply_overrides` do this before any work."""
+    """Check a recipe's values against the schema's choices and ranges, and `trainer.kwargs`
+    against the Lightning Trainer (RecipeError naming the first key that does not fit);
+    `load_recipe` and `apply_overrides` do this before any work."""
     _check_choices(cfg)
     check_ranges(cfg)
+    check_trainer_kwargs(cfg)
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> DictConfig:

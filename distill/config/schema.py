@@ -15,7 +15,9 @@ from distill.config.ranges import (
     ORDERED_PAIR,
     POSITIVE,
     SEED,
+    STEPS,
     UNIT,
+    VAL_CHECK,
     Range,
     ranged,
 )
@@ -38,7 +40,9 @@ class FrontendConfig:
     win_length: int = ranged(480, AT_LEAST_1)
     hop_length: int = ranged(160, AT_LEAST_1)
     log_offset: float = ranged(1e-6, POSITIVE)
-    normalize: str = "utterance"  # utterance: zero mean, unit variance per clip | none
+    # utterance: per clip | running: causal per bin (streams) | frame: per frame | none
+    normalize: str = "utterance"
+    running_seconds: float = ranged(1.0, POSITIVE)  # time constant of normalize=running
 
 
 @dataclass
@@ -145,6 +149,17 @@ class AttentionTransferConfig:
 
 
 @dataclass
+class TimedLossConfig:
+    """Per-step training of a streaming student (distill.core.losses.timed, docs/timed.md)."""
+
+    weight: float = ranged(0.0, NON_NEGATIVE)
+    target: str = "teacher"  # maxpool | teacher | span | shuffled | frame_logit
+    window_seconds: float = ranged(0.0, NON_NEGATIVE)  # CNN per-step pooling window; 0: the clip
+    region: float = ranged(0.5, UNIT)  # teacher/shuffled: attended where rollout >= region x peak
+    temperature: float = ranged(1.0, POSITIVE)  # frame_logit: KD temperature
+
+
+@dataclass
 class CustomLossConfig:
     """A loss term plugged by dotted path: `target` names an nn.Module class whose forward takes
     LossInputs and returns a scalar; it is built with `kwargs` and weighted by `weight` (0: off)."""
@@ -167,6 +182,7 @@ class LossesConfig:
     temporal_kd: TemporalKDConfig = field(default_factory=TemporalKDConfig)
     hint: HintConfig = field(default_factory=HintConfig)
     attention_transfer: AttentionTransferConfig = field(default_factory=AttentionTransferConfig)
+    timed: TimedLossConfig = field(default_factory=TimedLossConfig)
     custom: dict[str, CustomLossConfig] = field(default_factory=dict)
 
 
@@ -182,9 +198,15 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    """Arguments handed to the Lightning Trainer, plus seeding."""
+    """Arguments handed to the Lightning Trainer, plus seeding, the callbacks of `distill fit`
+    and other Trainer arguments (docs/recipes.md, "Trainer options")."""
 
     max_epochs: int = ranged(10, AT_LEAST_1)
+    # optimizer steps after which training stops, whichever of it and max_epochs comes first
+    max_steps: int = ranged(-1, STEPS)  # -1: no step limit
+    accumulate_grad_batches: int = ranged(1, AT_LEAST_1)  # batches per optimizer step
+    # validation: a fraction of the training epoch (a float in (0, 1]) or every N batches (int)
+    val_check_interval: int | float = ranged(1.0, VAL_CHECK)
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: str = "auto"
@@ -197,6 +219,12 @@ class TrainerConfig:
     log_every_n_steps: int = ranged(10, AT_LEAST_1)
     progress_bar: bool = True
     monitor: str = "auto"  # metric that picks the best checkpoint (auto: val accuracy or mAP)
+    # callbacks of `distill fit`: a built-in name (early_stopping, lr_monitor, ema, swa, ...) or
+    # a mapping {name: ..., init_args: {...}} or {class_path: my_pkg.MyCallback, init_args: ...}
+    callbacks: list[Any] = field(default_factory=list)
+    # other arguments of the Lightning Trainer (e.g. num_sanity_val_steps), applied last; keys
+    # with a typed field above or that distill sets itself (logger, plugins, ...) are refused
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -205,7 +233,7 @@ class LoggerConfig:
 
     csv: bool = True
     tensorboard: bool = False
-    wandb: bool = True
+    wandb: bool = False  # needs the wandb extra; offline unless you have logged in
     wandb_mode: str = "auto"  # auto | offline | online
     wandb_project: str = "temporal-distill"
 
@@ -222,9 +250,11 @@ class QATConfig:
 
 @dataclass
 class ExportConfig:
-    format: str = "onnx"
-    int8: bool = True
-    opset: int = ranged(18, AT_LEAST_1)  # torch.onnx names the opsets it supports
+    """Defaults of `distill export RUN` (its --format, --int8/--no-int8, --opset override them)."""
+
+    format: str = "onnx"  # onnx | tflite (LiteRT)
+    int8: bool = False  # also write int8 (PTQ, and QAT after `distill qat`)
+    opset: int = ranged(18, AT_LEAST_1)  # every ONNX export's default; torch.onnx names its range
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 `load_detector_model(path)` picks the backend from what `path` is; `StudentDetector` runs the
 PyTorch student with its own frontend; exported ONNX models run in onnxruntime
-(`distill.deploy.onnx_detector`). Any backend offers the methods of
+(`distill.deploy.onnx_detector`), a stateful `.tflite` in the LiteRT interpreter
+(`distill.deploy.litert_stream`). Any backend offers the methods of
 `distill.deploy.stream.DetectorModel`.
 """
 
@@ -83,6 +84,7 @@ class StudentDetector:
                 "n_features": fe.n_features,
                 "hop_length": fe.hop_length,
                 "normalize": fe.normalize,
+                **({"running_seconds": fe.running_seconds} if fe.normalize == "running" else {}),
             },
         }
 
@@ -136,11 +138,29 @@ def _from_checkpoint(path: Path, activation: str | None) -> StudentDetector:
     )
 
 
+def _from_tflite(path: Path, activation: str | None) -> Any:
+    """A stateful streaming `.tflite` (distill export --variant stateful --format tflite)."""
+    from distill.deploy.litert_stream import LiteRTStatefulDetector, read_tflite_metadata
+
+    if read_tflite_metadata(path).get("variant") != "stateful":
+        raise UsageError(
+            f"{path}: not a stateful streaming .tflite (a features-in .tflite needs the Python "
+            "frontend): export one with `distill export RUN --variant stateful --format tflite`"
+        )
+    det = LiteRTStatefulDetector(path)
+    if activation is not None:
+        if activation not in ACTIVATIONS.values():
+            raise BadValueError(f"activation must be softmax or sigmoid, given {activation!r}")
+        det.activation = activation
+    return det
+
+
 def load_detector_model(path: str | Path, activation: str | None = None) -> Any:
     """The backend for a run directory (its saved student, else its best checkpoint), a .ckpt,
-    a saved student file, or an exported waveform-in or stateful .onnx (distill export
-    --variant waveform|stateful). `activation` overrides softmax/sigmoid (default: from the
-    task, or the ONNX model's metadata)."""
+    a saved student file, an exported waveform-in or stateful .onnx (distill export
+    --variant waveform|stateful) or a stateful .tflite (--variant stateful --format tflite,
+    run in the LiteRT interpreter). `activation` overrides softmax/sigmoid (default: from the
+    task, or the exported model's metadata)."""
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"model {path} does not exist")
@@ -152,5 +172,7 @@ def load_detector_model(path: str | Path, activation: str | None = None) -> Any:
         from distill.deploy.onnx_detector import load_onnx_detector
 
         return load_onnx_detector(path, activation)
+    if path.is_file() and path.suffix == ".tflite":
+        return _from_tflite(path, activation)
     checkpoint, _ = resolve(path)
     return _from_checkpoint(checkpoint, activation)

@@ -8,7 +8,8 @@ convolution costs n_fft x (n_fft + 2) multiply-adds per frame; onnxruntime runs 
 1 ms per second of 16 kHz audio on one core (the ONNX STFT operator measured 4x slower).
 
 Supported: `kind` logmel or mfcc, any sample rate, n_mels, n_mfcc, n_fft, win_length <= n_fft,
-hop_length, log_offset, `normalize` utterance or none; the torchaudio settings that `Frontend`
+hop_length, log_offset, `normalize` utterance, frame, running (any `running_seconds`) or none;
+the torchaudio settings that `Frontend`
 uses (power 2, centred frames with reflect padding, Hann window, no STFT normalisation, MFCC
 with an 80 dB `top_db` floor and orthonormal DCT). `check_frontend` refuses anything else by
 name. MFCC detail kept from torchaudio: the 80 dB floor sits below the maximum over the whole
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.data.frontend import Frontend
+from distill.data.frontend import RUNNING_VARIANCE_FLOOR, Frontend, running_alpha
 from distill.errors import UsageError
 
 
@@ -96,6 +97,7 @@ class ExportableFrontend(nn.Module):
         self.pad = self.frames.n_fft // 2
         self.log_offset = float(frontend.log_offset)
         self.normalize = frontend.normalize
+        self.alpha = running_alpha(frontend.frame_seconds, frontend.running_seconds)
         self.mfcc = frontend.mfcc is not None
         if self.mfcc:
             self.top_db = float(frontend.mfcc.top_db)
@@ -116,7 +118,79 @@ class ExportableFrontend(nn.Module):
             mean = feats.mean(dim=(1, 2), keepdim=True)
             std = feats.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
             feats = (feats - mean) / std
+        elif self.normalize == "frame":
+            feats = frame_standardise(feats)
+        elif self.normalize == "running":
+            feats = running_standardise_clip(feats, self.alpha)
         return feats
+
+
+def frame_standardise(feats: torch.Tensor) -> torch.Tensor:
+    """`normalize_frames` in plain operators: each frame of (B, F, T) at zero mean and unit
+    (unbiased) deviation over its F bins, the deviation floored at 1e-5."""
+    mean = feats.mean(dim=1, keepdim=True)
+    var = ((feats - mean) ** 2).sum(dim=1, keepdim=True) / (feats.shape[1] - 1)
+    return (feats - mean) / torch.clamp(torch.sqrt(var), min=1e-5)
+
+
+def running_standardise_clip(feats: torch.Tensor, alpha: float) -> torch.Tensor:
+    """`normalize_running` of whole clips (B, F, T) in plain operators (T dynamic): the moving
+    mean and mean square as a product with the (T, T) lower-triangular weights
+    W[t, k] = alpha r^(t-k) (k >= 1), W[t, 0] = r^t, r = 1 - alpha; the features are shifted by
+    their first frame first (the variance does not change) so that float32 keeps it."""
+    r = 1.0 - alpha
+    time = torch.arange(feats.shape[-1], dtype=feats.dtype)
+    lag = time[:, None] - time[None, :]
+    power = r ** torch.clamp(lag, min=0.0)
+    weights = torch.where(time[None, :] == 0, power, alpha * power) * (lag >= 0).to(feats.dtype)
+    x = feats - feats[..., :1]
+    mean = torch.matmul(x, weights.t())
+    square = torch.matmul(x * x, weights.t())
+    var = torch.clamp(square - mean * mean, min=RUNNING_VARIANCE_FLOOR)
+    return (x - mean) / torch.sqrt(var)
+
+
+class StepNormalizer(nn.Module):
+    """The frontend's normalisation of the `n` frames (1, F, n) of one stateful step; for
+    "running" the state is the moving mean and variance per bin ((F,) each; the variance
+    equals the mean square minus the squared mean, carried so that float32 keeps it). On the
+    first call (`first` = 1) the first `phantom` frames stand before the stream start: the
+    state starts at frame `phantom` and holds over those before it."""
+
+    def __init__(self, frontend: Frontend, phantom: int) -> None:
+        super().__init__()
+        self.kind, self.phantom = frontend.normalize, phantom
+        if self.kind == "utterance":
+            raise UsageError("normalize='utterance' needs the whole clip; it cannot stream")
+        self.alpha = running_alpha(frontend.frame_seconds, frontend.running_seconds)
+        self.n_mels = frontend.n_features
+
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        return [(self.n_mels,), (self.n_mels,)] if self.kind == "running" else []
+
+    def forward(
+        self, x: torch.Tensor, first: torch.Tensor, state: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(normalised frames (1, F, n), next state)."""
+        if self.kind == "frame":
+            return frame_standardise(x), []
+        if self.kind != "running":
+            return x, []
+        a, hold = self.alpha, 1.0 - first
+        mean = first * x[0, :, self.phantom] + hold * state[0]
+        var = hold * state[1]
+        outs = []
+        for t in range(x.shape[-1]):
+            d = x[0, :, t] - mean
+            new_mean, new_var = mean + a * d, (1.0 - a) * (var + a * d * d)
+            if t < self.phantom:  # before the stream start on the first call: hold
+                new_mean = mean + hold * (new_mean - mean)
+                new_var = var + hold * (new_var - var)
+            mean, var = new_mean, new_var
+            outs.append(
+                (x[0, :, t] - mean) / torch.sqrt(torch.clamp(var, min=RUNNING_VARIANCE_FLOOR))
+            )
+        return torch.stack(outs, dim=-1)[None], [mean, var]
 
 
 class WaveformModel(nn.Module):
@@ -131,4 +205,13 @@ class WaveformModel(nn.Module):
         return self.student(self.frontend(waveform))
 
 
-__all__ = ["ExportableFrontend", "LogMelFrames", "WaveformModel", "check_frontend", "dft_basis"]
+__all__ = [
+    "ExportableFrontend",
+    "LogMelFrames",
+    "StepNormalizer",
+    "WaveformModel",
+    "check_frontend",
+    "dft_basis",
+    "frame_standardise",
+    "running_standardise_clip",
+]

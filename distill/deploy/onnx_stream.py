@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,8 @@ def metadata(det: Any, variant: str, extra: dict[str, Any] | None = None) -> dic
     front = frontend_kwargs(
         kind=fe.kind, sample_rate=fe.sample_rate, n_mels=fe.mel.n_mels, n_fft=spec.n_fft,
         win_length=spec.win_length, hop_length=spec.hop_length, log_offset=fe.log_offset,
-        normalize=fe.normalize, **({"n_mfcc": fe.n_features} if fe.kind == "mfcc" else {}),
+        normalize=fe.normalize, running_seconds=fe.running_seconds,
+        **({"n_mfcc": fe.n_features} if fe.kind == "mfcc" else {}),
     )  # fmt: skip
     decisions = DecisionConfig().to_dict(det.class_names)
     meta: dict[str, Any] = {
@@ -81,21 +81,31 @@ def _save(model: Any, path: Path, meta: dict[str, str]) -> Path:
     return path
 
 
-def _torch_export(module: torch.nn.Module, args: tuple, path: Path, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
+# the step model's ring-buffer checks run on sizes the export keeps fixed
+_STEP_WARNINGS = (
+    (torch.jit.TracerWarning, "Converting a tensor to a Python", r"distill\.deploy\.stateful_step"),
+)
+
+
+def _torch_export(
+    module: torch.nn.Module, args: tuple, path: Path, opset: int | None, **kwargs: Any
+) -> None:
+    from distill.teachers.export import DEFAULT_OPSET, legacy_onnx_export
+
+    opset = DEFAULT_OPSET if opset is None else opset
+    legacy_onnx_export(module, args, path, opset, quiet=_STEP_WARNINGS, **kwargs)
 
 
 def export_waveform(
     det: Any,
     path: str | Path,
     student_onnx: str | Path | None = None,
-    opset: int = 17,
+    opset: int | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write the waveform-in model of a `StudentDetector`: its frontend composed in front of
-    `student_onnx` (a features-in student ONNX, e.g. int8; default: the float student)."""
+    `student_onnx` (a features-in student ONNX, e.g. int8; default: the float student, written
+    at `opset`, default `DEFAULT_OPSET`); the frontend takes the student's opset."""
     import onnx
     from onnx import compose
 
@@ -112,10 +122,9 @@ def export_waveform(
         front_path = Path(tmp) / "frontend.onnx"
         _torch_export(
             ExportableFrontend(det.frontend).eval(), (torch.zeros(2, det.sample_rate),),
-            front_path, input_names=["waveform"], output_names=["features"],
+            front_path, opset, input_names=["waveform"], output_names=["features"],
             dynamic_axes={"waveform": {0: "batch", 1: "samples"},
                           "features": {0: "batch", 2: "time"}},
-            opset_version=opset,
         )  # fmt: skip
         front = onnx.load(str(front_path))
         front = compose.add_prefix(front, "frontend/", rename_inputs=False, rename_outputs=False)
@@ -133,12 +142,12 @@ def export_stateful(
     path: str | Path,
     step_seconds: float = DEFAULT_STEP_SECONDS,
     window_seconds: float | None = None,
-    opset: int = 17,
+    opset: int | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write the stateful streaming model of a `StudentDetector` that can stream statefully:
     one step of `step_seconds` audio per call, pooling over `window_seconds` (default: the
-    training window)."""
+    training window), at `opset` (default `DEFAULT_OPSET`)."""
     import onnx
 
     reason = det.stateful_reason()
@@ -153,10 +162,9 @@ def export_stateful(
         names = [n for n, _ in specs]
         raw = Path(tmp) / "stateful.onnx"
         _torch_export(
-            step, (torch.zeros(1, step_samples), *initial_states(specs)), raw,
+            step, (torch.zeros(1, step_samples), *initial_states(specs)), raw, opset,
             input_names=["samples", *[f"state_in.{n}" for n in names]],
             output_names=["logits", "ready", *[f"state_out.{n}" for n in names]],
-            opset_version=opset,
         )  # fmt: skip
         model = onnx.load(str(raw))
     states = [

@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.data.frontend import Frontend
+from distill.data.frontend import (
+    Frontend,
+    normalize_frames,
+    running_alpha,
+    running_moments,
+    running_standardise,
+)
 from distill.errors import UsageError
 from distill.students.att_rnn import AttRNN
 from distill.students.bc_resnet import BCResNet
@@ -68,10 +74,11 @@ def stateful_reason(model: nn.Module, frontend: Frontend) -> str | None:
             f"frontend kind {frontend.kind!r}: the MFCC's top_db clamp depends on the whole "
             "clip; only log-mel frontends stream"
         )
-    if frontend.normalize != "none":
+    if frontend.normalize == "utterance":
         return (
             f"frontend normalize={frontend.normalize!r} standardises each window with its own "
-            "mean and deviation; train with frontend.normalize=none to stream statefully"
+            "mean and deviation; train with frontend.normalize=running (or frame, none) to "
+            "stream statefully"
         )
     kind = type(model)
     if kind in NOT_STATEFUL:
@@ -94,14 +101,40 @@ def stateful_reason(model: nn.Module, frontend: Frontend) -> str | None:
     return None
 
 
+class FrameNormalizer:
+    """The frontend's normalisation of log-mel frames that arrive in pieces: "none", "frame"
+    (each frame by itself) or "running" (state: the moving mean and mean square per bin,
+    started at the stream's first frame), so the frames equal the whole stream's features."""
+
+    def __init__(self, frontend: Frontend) -> None:
+        if frontend.normalize == "utterance":
+            raise UsageError("normalize='utterance' needs the whole clip; it cannot stream")
+        self.kind = frontend.normalize
+        self.alpha = running_alpha(frontend.frame_seconds, frontend.running_seconds)
+        self.mean: torch.Tensor | None = None  # (F,), float64
+        self.square: torch.Tensor | None = None
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalised frames (F, M) of the next M frames (F, M)."""
+        if self.kind == "frame":
+            return normalize_frames(frames[None])[0]
+        if self.kind != "running" or frames.shape[-1] == 0:
+            return frames
+        mean, square = running_moments(frames, self.alpha, self.mean, self.square)
+        self.mean, self.square = mean[:, -1], square[:, -1]
+        return running_standardise(frames, mean, square)
+
+
 class StreamingLogMel:
-    """The frontend's log-mel frames, computed as samples arrive.
+    """The frontend's log-mel frames (normalised as the frontend does), computed as samples
+    arrive.
 
     The non-streaming frontend centres its STFT frames (reflect padding of n_fft // 2 samples
     at both ends). The start is reproduced exactly: frame 0 is emitted once n_fft // 2 + 1
     samples have arrived; frame i once its window is complete (i * hop + n_fft - n_fft // 2
     samples). A stream has no end, so the frames that the whole-clip frontend pads at the end
-    are never emitted.
+    are never emitted. Normalisation "running" starts at the stream's first frame, as the
+    frontend applied to the whole stream at once does.
     """
 
     def __init__(self, frontend: Frontend) -> None:
@@ -112,6 +145,7 @@ class StreamingLogMel:
         self.window, self.power = spec.window, spec.power
         self.fb = frontend.mel.mel_scale.fb
         self.log_offset = frontend.log_offset
+        self.normalizer = FrameNormalizer(frontend)
         self.pad = self.n_fft // 2
         self._pending = torch.zeros(0)
         self._buf: torch.Tensor | None = None  # padded samples from index _start
@@ -150,7 +184,7 @@ class StreamingLogMel:
         self._next = last + 1
         keep = self._next * self.hop - self._start
         self._buf, self._start = self._buf[keep:], self._start + keep
-        return torch.log(mel + self.log_offset)[0]
+        return self.normalizer(torch.log(mel + self.log_offset)[0])
 
 
 @dataclass

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.data.frontend import Frontend
-from distill.deploy.onnx_frontend import LogMelFrames
+from distill.deploy.onnx_frontend import LogMelFrames, StepNormalizer
 from distill.deploy.stateful import (
     POOL_LAST,
     StatefulRunner,
@@ -183,6 +183,11 @@ class _Stateful(nn.Module):
     def state_shapes(self) -> list[tuple[int, ...]]:
         return []
 
+    def state_suffixes(self) -> list[str]:
+        """The suffixes of the layer's state names, one per state shape."""
+        count = len(self.state_shapes())
+        return [""] if count == 1 else [".h", ".c"][:count]
+
     def _mask(self, x: torch.Tensor, phantom: int, time_axis: int) -> torch.Tensor:
         """Zero the first `phantom` steps of `x` on the first call (stream start)."""
         if phantom == 0:
@@ -266,7 +271,8 @@ class StepRNN(_Stateful):
 
 
 class StepFrontend(_Stateful):
-    """`step` new samples -> their log-mel frames; carries the samples later frames overlap."""
+    """`step` new samples -> their (normalised) log-mel frames; carries the samples later
+    frames overlap and, for normalize="running", the moving mean and variance per bin."""
 
     def __init__(self, frontend: Frontend, plan: StepPlan) -> None:
         super().__init__()
@@ -276,18 +282,24 @@ class StepFrontend(_Stateful):
         self.pad = n_fft // 2
         self.carry = hop * plan.frame_phantom + self.pad
         self.n = plan.frames
+        self.norm = StepNormalizer(frontend, plan.frame_phantom)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
-        return [(1, self.carry)]
+        return [(1, self.carry), *self.norm.state_shapes()]
+
+    def state_suffixes(self) -> list[str]:
+        return ["", ".mean", ".var"][: len(self.state_shapes())]
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
         head = samples[:, 1 : self.pad + 1].flip(-1)  # the centred STFT's reflect padding
         start = torch.cat([torch.zeros(1, self.carry - self.pad), head], dim=-1)
         carried = start * self.first + self.state_in[0] * (1 - self.first)
         buf = torch.cat([carried, samples], dim=-1)
-        self.state_out = [buf[:, -self.carry :]]
         mel = self.frames.power_mel(buf)[..., : self.n]
-        return torch.log(mel + self.log_offset)
+        feats, norm_state = self.norm(torch.log(mel + self.log_offset), self.first,
+                                      self.state_in[1:])  # fmt: skip
+        self.state_out = [buf[:, -self.carry :], *norm_state]
+        return feats
 
 
 class StepModel(nn.Module):
@@ -312,8 +324,7 @@ class StepModel(nn.Module):
         specs = []
         for name, layer in self.layers.items():
             shapes = layer.state_shapes()
-            suffixes = [""] if len(shapes) == 1 else [".h", ".c"][: len(shapes)]
-            specs += [(f"{name}{sfx}", shape) for sfx, shape in zip(suffixes, shapes)]
+            specs += [(f"{name}{sfx}", shape) for sfx, shape in zip(layer.state_suffixes(), shapes)]
         return specs + [("ring", ring_shape), ("ring_count", (1,)), ("step", (1,))]
 
     def forward(self, samples: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -5,7 +5,8 @@ Two modes (`StreamConfig.mode`):
   when `pad_start`) go through the model's own frontend and student, exactly as one clip of
   that length would; every model can do this.
 - "stateful": each hop computes only the new log-mel frames and model steps
-  (`distill.deploy.stateful`); for causal students with an unnormalised log-mel frontend.
+  (`distill.deploy.stateful`); for causal students with a log-mel frontend normalised
+  "running", "frame" or not at all (not "utterance": it needs the whole window).
 - "auto" (default): stateful where the model allows it, else sliding, with the reason recorded.
 
 Hop k ends at sample k * hop (time k * hop / sample_rate, the end of the audio heard); a partial
