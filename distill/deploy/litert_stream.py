@@ -25,19 +25,20 @@ import torch
 from torch import nn
 
 from distill.deploy.litert import convert_module, require_litert
-from distill.deploy.onnx_detector import OnnxStatefulDetector
-from distill.deploy.onnx_stream import DEFAULT_STEP_SECONDS, metadata
+from distill.deploy.onnx_detector import OnnxStatefulDetector, StatefulRunner
+from distill.deploy.onnx_stream import (
+    DEFAULT_STEP_SECONDS,
+    metadata,
+    stateful_extra,
+    stateful_posteriors,
+    stateful_sizes,
+)
 from distill.deploy.stateful_step import build_step_model, one_thread
 from distill.errors import BadValueError, MissingFileError, UsageError
 from distill.files import atomic_path
 
 METADATA_NAME = "distill"  # the flatbuffer metadata entry holding the distill.* JSON
 SIGNATURE = "serving_default"
-
-
-def _posterior(logits: np.ndarray, activation: str) -> torch.Tensor:
-    x = torch.from_numpy(np.asarray(logits, np.float32))
-    return x.softmax(-1) if activation == "softmax" else x.sigmoid()
 
 
 class _NamedStep(nn.Module):
@@ -87,12 +88,8 @@ def export_stateful_tflite(
     statefully: one step of `step_seconds` audio per call, pooling over `window_seconds`
     (default: the training window)."""
     require_litert()
-    reason = det.stateful_reason()
-    if reason is not None:
-        raise UsageError(f"cannot export a stateful model: {reason}")
+    step_samples, window = stateful_sizes(det, step_seconds, window_seconds)
     sr = det.sample_rate
-    step_samples = int(round(step_seconds * sr))
-    window = window_seconds or det.window_seconds
     with one_thread():
         step, specs = build_step_model(det.student, det.frontend, round(window * sr), step_samples)
     names = [n for n, _ in specs]
@@ -105,26 +102,8 @@ def export_stateful_tflite(
         warnings.filterwarnings("ignore", message="The tensor attributes", category=UserWarning)
         named = _NamedStep(step, len(names))
         content = convert_module(named, (torch.zeros(1, step_samples),), states)
-    spec_list = [
-        {"name": n, "input": f"state_in.{n}", "output": f"state_out.{n}", "shape": list(s),
-         "dtype": dtypes[n], "initial": "zeros"}
-        for n, s in specs
-    ]  # fmt: skip
-    extra = {
-        "runtime": "LiteRT",
-        "hop_seconds": step_samples / sr,
-        "step_samples": step_samples,
-        "window_seconds": window,
-        "training_window_seconds": det.window_seconds,
-        "states": spec_list,
-        "pooling": step.plan.pooling,
-        "window_steps": step.plan.window_steps,
-        "inputs": f"samples (1, {step_samples}) float32: the next {step_samples / sr:g} s of "
-        "mono audio at sample_rate; state_in.*: the previous call's state_out.* (zeros first)",
-        "outputs": "logits (1, classes) of the last window; ready (1,): 1 once a model step "
-        "exists; state_out.*",
-        **(extra_meta or {}),
-    }
+    shared = stateful_extra(det, step.plan, specs, step_samples, window, "int32", extra_meta)
+    extra = {"runtime": "LiteRT", **shared}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -154,42 +133,23 @@ def read_tflite_metadata(path: str | Path) -> dict[str, Any]:
     raise UsageError(f"{path} has no `{METADATA_NAME}` metadata: not a stateful model of distill")
 
 
-class LiteRTStatefulRunner:
+class LiteRTStatefulRunner(StatefulRunner):
     """Feeds the stateful `.tflite` one step of samples at a time; its state stays between
     calls."""
 
     def __init__(self, det: LiteRTStatefulDetector) -> None:
-        self.det = det
+        super().__init__(det)
         self.run = det.interpreter.get_signature_runner(SIGNATURE)
         specs = det.meta["states"]
         self.states = {s["input"]: np.zeros(s["shape"], np.dtype(s["dtype"])) for s in specs}
         self.outputs = {s["output"]: s["input"] for s in specs}
-        self._pending = np.zeros(0, np.float32)
-        self._logits: np.ndarray | None = None
 
-    def advance(self, samples: torch.Tensor) -> None:
-        """Consume mono samples (N,); runs a step for every full step of samples."""
-        step = self.det.step_samples
-        x = np.concatenate([self._pending, np.asarray(samples, np.float32).reshape(-1)])
-        done = 0
-        while x.size - done >= step:
-            out = self.run(samples=x[None, done : done + step], **self.states)
-            if out["ready"][0] > 0:
-                self._logits = np.array(out["logits"][0])
-            self.states = {name: np.array(out[key]) for key, name in self.outputs.items()}
-            done += step
-        self._pending = x[done:]
-
-    def posterior(self) -> torch.Tensor | None:
-        """Posteriors (C,) after the last full step; None before the first model step."""
-        return None if self._logits is None else _posterior(self._logits, self.det.activation)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "pooling": self.det.meta.get("pooling"),
-            "window_steps": self.det.meta.get("window_steps"),
-            "step_samples": self.det.step_samples,
-        }
+    def run_step(self, samples: np.ndarray) -> np.ndarray | None:
+        """One step in the LiteRT interpreter: the logits (C,) once ready, else None."""
+        out = self.run(samples=samples, **self.states)
+        logits = np.array(out["logits"][0]) if out["ready"][0] > 0 else None
+        self.states = {name: np.array(out[key]) for key, name in self.outputs.items()}
+        return logits
 
 
 class LiteRTStatefulDetector(OnnxStatefulDetector):
@@ -223,26 +183,14 @@ def stateful_tflite_parity(det: Any, path: str | Path, wave: np.ndarray) -> dict
     """Max |posterior difference| and per-hop argmax agreement of the stateful `.tflite`
     against PyTorch's stateful stream over one waveform, fed in chunks that do not divide the
     step."""
-    from distill.deploy.stream import StreamConfig, waveform_posteriors
-
     lite = LiteRTStatefulDetector(path)
-    config = StreamConfig(
-        mode="stateful", hop_seconds=lite.hop_seconds, window_seconds=lite.window_seconds
-    )
-    with one_thread():
-        ref = waveform_posteriors(det, wave, config, chunk_seconds=0.37)
-        got = waveform_posteriors(lite, wave, config, chunk_seconds=0.53)
-    if ref.scores.shape != got.scores.shape or not np.allclose(ref.times, got.times):
-        raise BadValueError(
-            f"{path}: the stateful .tflite gave {got.scores.shape} posteriors, PyTorch "
-            f"{ref.scores.shape}"
-        )
-    if not len(ref.scores):
+    ref, got = stateful_posteriors(det, lite, path, wave, "stateful .tflite", BadValueError)
+    if not len(ref):
         return {"max_abs_posterior_diff": 0.0, "argmax_agreement": 1.0, "hops": 0}
     return {
-        "max_abs_posterior_diff": float(np.abs(ref.scores - got.scores).max()),
-        "argmax_agreement": float((ref.scores.argmax(1) == got.scores.argmax(1)).mean()),
-        "hops": int(len(ref.scores)),
+        "max_abs_posterior_diff": float(np.abs(ref - got).max()),
+        "argmax_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
+        "hops": int(len(ref)),
     }
 
 

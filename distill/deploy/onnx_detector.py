@@ -102,19 +102,19 @@ class OnnxWaveformDetector(_OnnxBase):
         raise UsageError(self.stateful_reason())
 
 
-class OnnxStatefulRunner:
-    """Feeds the stateful ONNX one step of samples at a time; its state stays between calls."""
+class StatefulRunner:
+    """Feeds a stateful exported model one step of samples at a time; its state stays between
+    calls. A subclass runs the model's one step (`run_step`) in its runtime."""
 
-    def __init__(self, det: OnnxStatefulDetector) -> None:
+    def __init__(self, det: Any) -> None:
         self.det = det
-        self.states = {
-            s["input"]: np.zeros(s["shape"], np.int64 if s["dtype"] == "int64" else np.float32)
-            for s in det.meta["states"]
-        }
-        self.outputs = ["logits", "ready", *[s["output"] for s in det.meta["states"]]]
-        self.inputs = [s["input"] for s in det.meta["states"]]
         self._pending = np.zeros(0, np.float32)
         self._logits: np.ndarray | None = None
+
+    def run_step(self, samples: np.ndarray) -> np.ndarray | None:
+        """Run one step of samples (1, S), carrying the state: the logits (C,) once a model
+        step exists, else None."""
+        raise NotImplementedError
 
     def advance(self, samples: torch.Tensor) -> None:
         """Consume mono samples (N,); runs a step for every full step of samples."""
@@ -122,11 +122,9 @@ class OnnxStatefulRunner:
         x = np.concatenate([self._pending, np.asarray(samples, np.float32).reshape(-1)])
         done = 0
         while x.size - done >= step:
-            feed = {"samples": x[None, done : done + step], **self.states}
-            out = self.det.session.run(self.outputs, feed)
-            if out[1][0] > 0:
-                self._logits = out[0][0]
-            self.states = dict(zip(self.inputs, out[2:]))
+            logits = self.run_step(x[None, done : done + step])
+            if logits is not None:
+                self._logits = logits
             done += step
         self._pending = x[done:]
 
@@ -135,11 +133,31 @@ class OnnxStatefulRunner:
         return None if self._logits is None else _activate(self._logits, self.det.activation)
 
     def describe(self) -> dict[str, Any]:
+        """The stream's pooling, window (in model steps) and step (in samples)."""
         return {
             "pooling": self.det.meta.get("pooling"),
             "window_steps": self.det.meta.get("window_steps"),
             "step_samples": self.det.step_samples,
         }
+
+
+class OnnxStatefulRunner(StatefulRunner):
+    """Feeds the stateful ONNX one step of samples at a time; its state stays between calls."""
+
+    def __init__(self, det: OnnxStatefulDetector) -> None:
+        super().__init__(det)
+        self.states = {
+            s["input"]: np.zeros(s["shape"], np.int64 if s["dtype"] == "int64" else np.float32)
+            for s in det.meta["states"]
+        }
+        self.outputs = ["logits", "ready", *[s["output"] for s in det.meta["states"]]]
+        self.inputs = [s["input"] for s in det.meta["states"]]
+
+    def run_step(self, samples: np.ndarray) -> np.ndarray | None:
+        """One step in onnxruntime: the logits (C,) once ready, else None."""
+        out = self.det.session.run(self.outputs, {"samples": samples, **self.states})
+        self.states = dict(zip(self.inputs, out[2:]))
+        return out[0][0] if out[1][0] > 0 else None
 
 
 class OnnxStatefulDetector(_OnnxBase):
@@ -211,6 +229,7 @@ __all__ = [
     "OnnxStatefulDetector",
     "OnnxStatefulRunner",
     "OnnxWaveformDetector",
+    "StatefulRunner",
     "load_onnx_detector",
     "read_metadata",
 ]

@@ -137,6 +137,50 @@ def export_waveform(
     return _save(model, path, meta)
 
 
+def stateful_sizes(
+    det: Any, step_seconds: float, window_seconds: float | None
+) -> tuple[int, float]:
+    """(step in samples, pooling window in seconds) of a stateful export of `det`; a
+    UsageError when `det` cannot stream statefully."""
+    reason = det.stateful_reason()
+    if reason is not None:
+        raise UsageError(f"cannot export a stateful model: {reason}")
+    return int(round(step_seconds * det.sample_rate)), window_seconds or det.window_seconds
+
+
+def stateful_extra(
+    det: Any,
+    plan: Any,
+    specs: list[tuple[str, Any]],
+    step_samples: int,
+    window: float,
+    step_dtype: str,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The stateful model's metadata beyond `metadata`'s: step, window, the states (the step
+    counter as `step_dtype`), the step plan's pooling and the inputs and outputs."""
+    sr = det.sample_rate
+    states = [
+        {"name": n, "input": f"state_in.{n}", "output": f"state_out.{n}", "shape": list(s),
+         "dtype": step_dtype if n == "step" else "float32", "initial": "zeros"}
+        for n, s in specs
+    ]  # fmt: skip
+    return {
+        "hop_seconds": step_samples / sr,
+        "step_samples": step_samples,
+        "window_seconds": window,
+        "training_window_seconds": det.window_seconds,
+        "states": states,
+        "pooling": plan.pooling,
+        "window_steps": plan.window_steps,
+        "inputs": f"samples (1, {step_samples}) float32: the next {step_samples / sr:g} s of "
+        "mono audio at sample_rate; state_in.*: the previous call's state_out.* (zeros first)",
+        "outputs": "logits (1, classes) of the last window; ready (1,): 1 once a model step "
+        "exists; state_out.*",
+        **(extra_meta or {}),
+    }
+
+
 def export_stateful(
     det: Any,
     path: str | Path,
@@ -150,12 +194,8 @@ def export_stateful(
     training window), at `opset` (default `DEFAULT_OPSET`)."""
     import onnx
 
-    reason = det.stateful_reason()
-    if reason is not None:
-        raise UsageError(f"cannot export a stateful model: {reason}")
+    step_samples, window = stateful_sizes(det, step_seconds, window_seconds)
     sr = det.sample_rate
-    step_samples = int(round(step_seconds * sr))
-    window = window_seconds or det.window_seconds
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp, one_thread():
         step, specs = build_step_model(det.student, det.frontend, round(window * sr), step_samples)
@@ -167,25 +207,7 @@ def export_stateful(
             output_names=["logits", "ready", *[f"state_out.{n}" for n in names]],
         )  # fmt: skip
         model = onnx.load(str(raw))
-    states = [
-        {"name": n, "input": f"state_in.{n}", "output": f"state_out.{n}", "shape": list(s),
-         "dtype": "int64" if n == "step" else "float32", "initial": "zeros"}
-        for n, s in specs
-    ]  # fmt: skip
-    extra = {
-        "hop_seconds": step_samples / sr,
-        "step_samples": step_samples,
-        "window_seconds": window,
-        "training_window_seconds": det.window_seconds,
-        "states": states,
-        "pooling": step.plan.pooling,
-        "window_steps": step.plan.window_steps,
-        "inputs": f"samples (1, {step_samples}) float32: the next {step_samples / sr:g} s of "
-        "mono audio at sample_rate; state_in.*: the previous call's state_out.* (zeros first)",
-        "outputs": "logits (1, classes) of the last window; ready (1,): 1 once a model step "
-        "exists; state_out.*",
-        **(extra_meta or {}),
-    }
+    extra = stateful_extra(det, step.plan, specs, step_samples, window, "int64", extra_meta)
     return _save(model, path, metadata(det, "stateful", extra))
 
 
@@ -206,26 +228,36 @@ def waveform_parity(det: Any, path: str | Path, waves: list[np.ndarray]) -> dict
     return {"max_abs_logit_diff": max(diffs), "agreement_with_torch": agree / n, "clips": n}
 
 
+def stateful_posteriors(
+    det: Any, backend: Any, path: str | Path, wave: np.ndarray, what: str, error: type[Exception]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posteriors (hops, C) of PyTorch's stateful stream and of `backend`'s (the exported
+    `what` at `path`) over one waveform, fed in chunks that do not divide the step; `error`
+    when their hops differ."""
+    from distill.deploy.stream import StreamConfig, waveform_posteriors
+
+    config = StreamConfig(
+        mode="stateful", hop_seconds=backend.hop_seconds, window_seconds=backend.window_seconds
+    )
+    with one_thread():
+        ref = waveform_posteriors(det, wave, config, chunk_seconds=0.37)
+        got = waveform_posteriors(backend, wave, config, chunk_seconds=0.53)
+    if ref.scores.shape != got.scores.shape or not np.allclose(ref.times, got.times):
+        raise error(
+            f"{path}: the {what} gave {got.scores.shape} posteriors, PyTorch {ref.scores.shape}"
+        )
+    return ref.scores, got.scores
+
+
 def stateful_parity(det: Any, path: str | Path, wave: np.ndarray) -> dict[str, float]:
     """Max |posterior difference| of the stateful ONNX against PyTorch's stateful stream over
     one waveform, fed in chunks that do not divide the step."""
     from distill.deploy.onnx_detector import OnnxStatefulDetector
-    from distill.deploy.stream import StreamConfig, waveform_posteriors
 
-    onnx_det = OnnxStatefulDetector(path)
-    config = StreamConfig(
-        mode="stateful", hop_seconds=onnx_det.hop_seconds, window_seconds=onnx_det.window_seconds
-    )
-    with one_thread():
-        ref = waveform_posteriors(det, wave, config, chunk_seconds=0.37)
-        got = waveform_posteriors(onnx_det, wave, config, chunk_seconds=0.53)
-    if ref.scores.shape != got.scores.shape or not np.allclose(ref.times, got.times):
-        raise StreamParityError(
-            f"{path}: the stateful ONNX gave {got.scores.shape} posteriors, PyTorch "
-            f"{ref.scores.shape}"
-        )
-    diff = float(np.abs(ref.scores - got.scores).max()) if len(ref.scores) else 0.0
-    return {"max_abs_posterior_diff": diff, "hops": int(len(ref.scores))}
+    backend = OnnxStatefulDetector(path)
+    ref, got = stateful_posteriors(det, backend, path, wave, "stateful ONNX", StreamParityError)
+    diff = float(np.abs(ref - got).max()) if len(ref) else 0.0
+    return {"max_abs_posterior_diff": diff, "hops": int(len(ref))}
 
 
 def check_parity(path: Path, value: float, tolerance: float, what: str) -> None:
@@ -266,7 +298,10 @@ __all__ = [
     "export_stateful",
     "export_waveform",
     "metadata",
+    "stateful_extra",
     "stateful_parity",
+    "stateful_posteriors",
+    "stateful_sizes",
     "step_seconds_for",
     "waveform_parity",
 ]

@@ -16,7 +16,6 @@ saved student are the averaged model.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, WeightAveraging
 from pytorch_lightning.trainer.states import TrainerFn
 
+from distill.dotted import DottedMessages, first_line, import_class
 from distill.errors import BadValueError, UsageError
 
 ENTRY_KEYS = ("name", "class_path", "init_args")
@@ -244,12 +244,7 @@ class Entry:
         try:
             return self.cls(**args)
         except Exception as err:  # the class's own check of a value, as one line
-            raise BadValueError(f"{self.where} ({self.label}): {_first_line(err)}") from err
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+            raise BadValueError(f"{self.where} ({self.label}): {first_line(err)}") from err
 
 
 def _plain(value: Any) -> Any:
@@ -301,26 +296,18 @@ def _none(monitor: str) -> dict[str, Any]:
     return {}
 
 
+_CALLBACK_MESSAGES = DottedMessages(
+    not_dotted="{where}.class_path: {path!r} is not a dotted path (" + EXAMPLE + ")",
+    unimportable="{where}.class_path: cannot import {path!r} ({error})",
+    missing="{where}.class_path: module {module!r} has no {attr!r}",
+    wrong_kind="{where}.class_path: {path!r} is not a pytorch_lightning Callback class (distill "
+    "trains with pytorch_lightning; a lightning.pytorch callback cannot join it)",
+)
+
+
 def import_callback(where: str, path: str) -> type[pl.Callback]:
     """The Callback class at dotted `path` (a BadValueError naming the entry otherwise)."""
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise BadValueError(f"{where}.class_path: {path!r} is not a dotted path ({EXAMPLE})")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise BadValueError(
-            f"{where}.class_path: cannot import {path!r} ({_first_line(err)})"
-        ) from None
-    target = getattr(module, attr, None)
-    if target is None:
-        raise BadValueError(f"{where}.class_path: module {module_name!r} has no {attr!r}")
-    if not (inspect.isclass(target) and issubclass(target, pl.Callback)):
-        raise BadValueError(
-            f"{where}.class_path: {path!r} is not a pytorch_lightning Callback class (distill "
-            "trains with pytorch_lightning; a lightning.pytorch callback cannot join it)"
-        )
-    return target
+    return import_class(where, path, pl.Callback, _CALLBACK_MESSAGES)
 
 
 def _check_init_args(entry: Entry) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from distill.caches.teacher_cache import build_cache
 from distill.core.teacher_source import load_teacher_for
@@ -26,3 +28,13 @@ def tiny_run(tiny_kws_bank: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     build_cache(cfg, load_teacher_for(cfg), build_datamodule(cfg.data))
     results = fit(cfg)
     return {"cfg": cfg, "run_dir": Path(results.run_dir), "fit": results}
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the test: small ops are fastest (and not starved by other
+    processes) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

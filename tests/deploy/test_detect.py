@@ -19,16 +19,10 @@ from distill.cli import main
 from distill.deploy.audio_source import StreamResampler, read_blocks
 from tests.deploy.stream_helpers import EnergyNet, frontend_info, save_student_file
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
+
 BEEPS = [(2.0, 2.4), (5.5, 5.9), (9.0, 9.4)]  # seconds
 RATE = 44100  # the files' rate: detect resamples to the model's 16 kHz
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from distill.cli import main
 from distill.deploy.stream_run import (
@@ -19,15 +18,9 @@ from distill.deploy.stream_run import (
 )
 from distill.errors import MissingFileError, UsageError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
+
 HOURS = "0.01"  # 36 s of negatives: enough for the counting, not for a claim
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_eval_stream_writes_the_metric_beside_the_run(tiny_run, tmp_path, capsys) -> None:

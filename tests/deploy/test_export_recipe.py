@@ -16,13 +16,7 @@ from distill.config.schema import ExportConfig
 from distill.deploy import litert, onnx_io, onnx_stream
 from distill.deploy.export import recipe_export_settings
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
 
 
 def run_with_export(tiny_run: dict, tmp_path: Path, **export: object) -> Path:

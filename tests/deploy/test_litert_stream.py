@@ -17,19 +17,14 @@ from distill.deploy.stream import StreamConfig, waveform_posteriors
 from distill.errors import MissingFileError, UsageError
 from tests.deploy.stream_helpers import detector, train_briefly
 
-pytestmark = pytest.mark.skipif(
-    bool(litert.missing_modules()),
-    reason=f"the `litert` extra is not installed (missing {litert.missing_modules()})",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        bool(litert.missing_modules()),
+        reason=f"the `litert` extra is not installed (missing {litert.missing_modules()})",
+    ),
+    pytest.mark.usefixtures("one_thread"),
+]
 SR = 16000
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def audio(seconds: float, seed: int = 0) -> np.ndarray:

@@ -27,15 +27,9 @@ from distill.deploy.stream import StreamConfig, Streamer, waveform_posteriors
 from distill.errors import BadValueError, UsageError
 from tests.deploy.stream_helpers import detector, train_briefly
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
+
 SR = 16000
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def trained(name: str, **kwargs: object) -> StudentDetector:

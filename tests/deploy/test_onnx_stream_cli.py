@@ -9,22 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from distill.cli import main
 from distill.deploy.onnx_detector import read_metadata
 from distill.pipeline.fit import fit
 from tests.helpers.recipes import tiny_recipe
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
+
 SR = 16000
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

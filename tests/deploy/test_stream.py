@@ -14,6 +14,8 @@ from distill.deploy.stream import StreamConfig, Streamer, stream_posteriors, wav
 from distill.errors import BadValueError, UsageError
 from tests.deploy.stream_helpers import SR, detector, reference_stateful, train_briefly
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
+
 # Stated tolerance: stateful and sliding posteriors match the non-streaming computation to
 # 1e-5 (float32 rounding; measured differences are below 1e-7).
 ATOL = 1e-5
@@ -27,15 +29,6 @@ STATEFUL = [
     ("ds_cnn_s", {"causal": True}),
     ("bc_resnet1", {"causal": True}),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small ops are fastest (and not starved by other processes) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _wave(seconds: float = 2.0, seed: int = 0) -> torch.Tensor:

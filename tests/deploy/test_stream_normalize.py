@@ -31,6 +31,8 @@ from distill.deploy.stream import StreamConfig, Streamer, stream_posteriors, wav
 from distill.errors import BadValueError, UsageError
 from tests.deploy.stream_helpers import SR, detector, reference_stateful, train_briefly
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
+
 ATOL = 1e-5  # posteriors of the stateful stream against the whole stream (float32 rounding)
 CHUNKS = (593, 1600, 2501, 20011)  # under a hop, the hop, dividing no hop, over a second
 CAUSAL = [
@@ -38,14 +40,6 @@ CAUSAL = [
     ("gru", {"units": 24}),
     ("bc_resnet1", {"causal": True}),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def loop_reference(feats: torch.Tensor, frame_seconds: float, seconds: float) -> torch.Tensor:

@@ -12,7 +12,6 @@ attributes (`needs_teacher`, `needs_features`, `needs_student_attention`, `needs
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from distill.config.schema import CustomLossConfig
+from distill.dotted import DottedMessages, import_class
 from distill.errors import BadValueError
 
 NEEDS = ("teacher", "features", "student_attention", "spans", "hidden", "frames")
@@ -228,27 +228,21 @@ def _custom_entry(name: str, raw: Any) -> DictConfig:
     return entry
 
 
+_EXAMPLE = "e.g. 'my_pkg.losses.MyTerm'"
+_TARGET_MESSAGES = DottedMessages(
+    not_dotted="{where}: {path!r} is not a dotted path to a class (" + _EXAMPLE + ")",
+    unimportable="{where}: cannot import {path!r} ({error}); give an importable dotted path ("
+    + _EXAMPLE
+    + ")",
+    missing="{where}: module {module!r} has no attribute {attr!r}",
+    wrong_kind="{where}: {path!r} is not an nn.Module class (got {kind}); a loss "
+    "term is a class whose forward takes LossInputs",
+)
+
+
 def _import_target(where: str, path: str) -> type:
-    module_name, _, attr = path.rpartition(".")
-    example = "e.g. 'my_pkg.losses.MyTerm'"
-    if not module_name:
-        raise BadValueError(f"{where}: {path!r} is not a dotted path to a class ({example})")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BadValueError(
-            f"{where}: cannot import {path!r} ({first}); give an importable dotted path ({example})"
-        ) from None
-    target = getattr(module, attr, None)
-    if target is None:
-        raise BadValueError(f"{where}: module {module_name!r} has no attribute {attr!r}")
-    if not (inspect.isclass(target) and issubclass(target, nn.Module)):
-        raise BadValueError(
-            f"{where}: {path!r} is not an nn.Module class (got {type(target).__name__}); a loss "
-            "term is a class whose forward takes LossInputs"
-        )
-    return target
+    """The nn.Module class at dotted `path` (a BadValueError naming `where` otherwise)."""
+    return import_class(where, path, nn.Module, _TARGET_MESSAGES)
 
 
 def custom_spec(name: str, entry: DictConfig) -> LossSpec:
