@@ -30,6 +30,32 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+class DottedImportError(BadValueError):
+    """A dotted path whose module does not import or lacks the attribute; `detail` says which,
+    as ' (importing module ...)' or ' (module ... has no attribute ...)', for the caller's
+    message."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path!r} cannot be imported{detail}")
+        self.path, self.detail = path, detail
+
+
+def import_dotted(path: str) -> object:
+    """The object at dotted `path` (`module.attr`); DottedImportError when there is none."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise DottedImportError(path, " (not a dotted path)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise DottedImportError(
+            path, f" (importing module {module_name!r} failed: {first_line(err)})"
+        ) from None
+    if not hasattr(module, attr):
+        raise DottedImportError(path, f" (module {module_name!r} has no attribute {attr!r})")
+    return getattr(module, attr)
+
+
 def import_class(where: str, path: str, base: type, messages: DottedMessages) -> type:
     """The subclass of `base` at dotted `path`; a BadValueError worded by `messages` otherwise."""
     module_name, _, attr = path.rpartition(".")

@@ -241,17 +241,28 @@ class FolderLock:
 _HELD: weakref.WeakValueDictionary[str, FolderLock] = weakref.WeakValueDictionary()
 
 
-def lock_folder(folder: str | Path, what: str = "folder") -> FolderLock:
+def lock_folder(
+    folder: str | Path, what: str = "folder", wait_seconds: float = 0.0, poll_seconds: float = 0.5
+) -> FolderLock:
     """Hold the folder's lock (see FolderLock) for as long as the returned object lives.
 
     Within one process the lock is shared: asking again for a folder this process already holds
-    returns the same lock. Another process asking gets FolderLockedError naming this PID.
+    returns the same lock. Another process asking gets FolderLockedError naming this PID, at once
+    or, with `wait_seconds`, once it has waited that long for the holder to let go.
     """
     key = os.path.realpath(folder)
     held = _HELD.get(key)
     if held is not None and held.held and held._owner == os.getpid():
         return held.acquire()
-    lock = FolderLock(folder, what).acquire()
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            lock = FolderLock(folder, what).acquire()
+            break
+        except FolderLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_seconds)
     _HELD[key] = lock
     return lock
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
 
+from distill.dotted import DottedImportError, import_dotted
 from distill.errors import BadValueError, DistillError
+from distill.names import did_you_mean, register_name
 
 StudentFactory = Callable[..., nn.Module]
 
@@ -53,10 +53,7 @@ def register_student(
     """Decorator registering `factory(num_classes=..., n_features=..., **kwargs)` under `name`."""
 
     def decorate(factory: StudentFactory) -> StudentFactory:
-        for key in (name, *aliases):
-            if key in _REGISTRY or key in _ALIASES:
-                raise BadValueError(f"student name {key!r} is already registered")
-        _REGISTRY[name] = StudentSpec(
+        spec = StudentSpec(
             name=name,
             factory=factory,
             default_tap=default_tap,
@@ -65,8 +62,12 @@ def register_student(
             paper_input=paper_input,
             aliases=tuple(aliases),
         )
+        for alias in aliases:  # checked before anything is registered
+            if alias in _REGISTRY or alias in _ALIASES or alias == name:
+                raise BadValueError(f"student name {alias!r} is already registered")
+        register_name(_REGISTRY, name, spec, "student name", taken=_ALIASES, dotted_ok=True)
         for alias in aliases:
-            _ALIASES[alias] = name
+            register_name(_ALIASES, alias, name, "student name", taken=_REGISTRY, dotted_ok=True)
         return factory
 
     return decorate
@@ -85,8 +86,7 @@ def _canonical(name: str) -> str | None:
 
 def _unknown(name: str, detail: str = "") -> UnknownStudentError:
     names = sorted([*_REGISTRY, *_ALIASES])
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, names, n=5)
     return UnknownStudentError(
         f"unknown student {name!r}{detail}.{hint} Available students: {', '.join(available())}; "
         "or give an importable dotted path such as 'my_pkg.models.MyNet'."
@@ -94,18 +94,12 @@ def _unknown(name: str, detail: str = "") -> UnknownStudentError:
 
 
 def _import_path(path: str) -> StudentFactory:
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
+    if "." not in path:
         raise _unknown(path)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise _unknown(
-            path, f" (not registered, and importing module {module_name!r} failed: {err})"
-        ) from err
-    if not hasattr(module, attr):
-        raise _unknown(path, f" (module {module_name!r} has no attribute {attr!r})")
-    factory = getattr(module, attr)
+        factory = import_dotted(path)
+    except DottedImportError as err:
+        raise _unknown(path, err.detail) from None
     if not callable(factory):
         raise UnknownStudentError(f"student {path!r} is not callable (got {type(factory)})")
     return factory

@@ -11,6 +11,13 @@ The settings come from the checkpoint's `preprocessor_config.json` or an explici
 `feature_extractor` dict. Models run with `attn_implementation="eager"` so that attention
 weights come back. A teacher saved with `save_pretrained` is a normal Hugging Face directory
 (model, feature extractor) plus `teacher.json` holding the pooling and rollout options.
+
+Per-token class logits (`frame_logits`): wav2vec family, `classifier(projector(h))` on each
+frame's head input (the last hidden state, or the weighted layer sum when the model uses one):
+projector and classifier are linear, so with pooling "mean" they average exactly to the clip
+logits, and with "first" frame 0's are the clip logits. AST: the classifier (LayerNorm + Linear)
+on each time column's hidden state; the clip logits are it on the mean of the CLS and
+distillation tokens, so the head reads tokens it was not trained on.
 """
 
 from __future__ import annotations
@@ -212,7 +219,8 @@ class HFTeacher(Teacher):
         logits = m.classifier(pooled)
         framing = conv_framing(cfg.conv_kernel, cfg.conv_stride, self.sample_rate)
         attention, spans = frame_time_map(self.rollout_row(attentions), framing, waveform.shape[1])
-        return TeacherOutput(logits, attention, spans.to(logits.device), hidden)
+        frame_logits = m.classifier(projected)  # linear: their mean over frames is "mean" pooling
+        return TeacherOutput(logits, attention, spans.to(logits.device), hidden, frame_logits)
 
     def fbank(self, waveform: torch.Tensor) -> tuple[torch.Tensor, int]:
         """AST input features (B, max_length, num_mel_bins) and the real frame count."""
@@ -251,7 +259,8 @@ class HFTeacher(Teacher):
         )  # fmt: skip
         keep = kept_columns(t_p, cfg.time_stride, frames)
         hidden = hidden_to_time(out.last_hidden_state, (f_p, t_p), 2, keep)
-        return TeacherOutput(logits, attention, spans.to(logits.device), hidden)
+        frame_logits = m.classifier(hidden)  # LayerNorm + Linear on each time column
+        return TeacherOutput(logits, attention, spans.to(logits.device), hidden, frame_logits)
 
     def save_pretrained(self, directory: str | Path) -> None:
         require("transformers", "hf", "the hf teacher")

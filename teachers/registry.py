@@ -10,14 +10,14 @@ saved one) has a default in `Teacher`.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from distill.teachers.base import Teacher
 
+from distill.dotted import DottedImportError, import_dotted
 from distill.errors import BadValueError
+from distill.names import did_you_mean, register_name
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,8 @@ def register_teacher(
     """Class decorator registering a `Teacher` subclass under `kind` (see `TeacherSpec`)."""
 
     def decorate(cls: type[Teacher]) -> type[Teacher]:
-        if kind in _REGISTRY:
-            raise BadValueError(f"teacher kind {kind!r} is already registered")
-        if "." in kind:
-            raise BadValueError(f"teacher kind {kind!r} must not contain '.' (dotted paths)")
-        _REGISTRY[kind] = TeacherSpec(kind, cls, hf_format, from_scratch, recipe_frontend)
+        spec = TeacherSpec(kind, cls, hf_format, from_scratch, recipe_frontend)
+        register_name(_REGISTRY, kind, spec, "teacher kind")
         return cls
 
     return decorate
@@ -77,8 +74,7 @@ def available() -> list[str]:
 
 
 def _unknown(kind: str, detail: str = "") -> BadValueError:
-    close = difflib.get_close_matches(kind, available(), n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(kind, available())
     return BadValueError(
         f"unknown teacher kind {kind!r}{detail}.{hint} Valid kinds: {', '.join(available())}; "
         "or the dotted path of a Teacher class such as 'my_pkg.teachers.MyTeacher'"
@@ -86,14 +82,10 @@ def _unknown(kind: str, detail: str = "") -> BadValueError:
 
 
 def _import_class(path: str) -> type[Teacher]:
-    module_name, _, attr = path.rpartition(".")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise _unknown(path, f" (importing module {module_name!r} failed: {err})") from err
-    cls = getattr(module, attr, None)
-    if cls is None:
-        raise _unknown(path, f" (module {module_name!r} has no attribute {attr!r})")
+        cls = import_dotted(path)
+    except DottedImportError as err:
+        raise _unknown(path, err.detail) from None
     if not (isinstance(cls, type) and issubclass(cls, Teacher)):
         raise BadValueError(
             f"teacher kind {path!r} is {cls!r}, not a subclass of distill.teachers.Teacher"

@@ -6,6 +6,9 @@ other lengths use timm's resampled positional embedding, and a last partial time
 zero-padded (zero is the clip mean after the per-clip standardisation done here). Fused
 attention is switched off per block and the weights are read by forward hooks on
 `blocks[i].attn.attn_drop`. Saved as our `config.json` (teacher_kind "timm") + `model.safetensors`.
+The per-token class logits (`frame_logits`) are the model's head after pooling applied to each
+time position's hidden state: with global_pool="avg" and no fc_norm (a linear head) they average
+exactly to the clip logits; with a CLS token the head reads tokens it was not trained on.
 """
 
 from __future__ import annotations
@@ -160,7 +163,23 @@ class TimmViTTeacher(Teacher):
         )
         keep = kept_columns(grid[1], pt, frames)
         hidden = hidden_to_time(tokens, grid, self.num_prefix, keep)
-        return TeacherOutput(logits, attention, spans.to(logits.device), hidden)
+        frame_logits = self.head_per_position(hidden)
+        return TeacherOutput(logits, attention, spans.to(logits.device), hidden, frame_logits)
+
+    def head_per_position(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """Class logits (B, T_t, K) of each time position's hidden state (B, T_t, D): the parts of
+        timm's `forward_head` after pooling (fc_norm, head_drop, head; for DeiT distilled the mean
+        of head and head_dist), or None for a model whose `forward_head` is not one of those."""
+        from timm.models.deit import VisionTransformerDistilled
+        from timm.models.vision_transformer import VisionTransformer
+
+        m, head_fn = self.model, type(self.model).forward_head
+        if head_fn is VisionTransformerDistilled.forward_head:
+            x = m.head_drop(hidden)
+            return (m.head(x) + m.head_dist(x)) / 2
+        if head_fn is VisionTransformer.forward_head:
+            return m.head(m.head_drop(m.fc_norm(hidden)))
+        return None
 
     def save_pretrained(self, directory: str | Path) -> None:
         config = dataclasses.asdict(self.config)

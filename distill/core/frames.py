@@ -41,8 +41,8 @@ class FrameOutputs:
             raise BadValueError(
                 f"losses.timed trains causal per-step outputs, but frontend kind={frontend.kind}"
                 f" normalize={frontend.normalize} depends on the whole clip: use "
-                "frontend.kind=logmel frontend.normalize=none (or running, or frame: causal, "
-                "as stateful streaming takes)"
+                "frontend.kind=logmel frontend.normalize=running (causal, as stateful streaming "
+                "takes; none and frame are causal too but did not learn on the noisy 8 s recipe)"
             )
         self.grid = frame_grid(student)
         problem = causal_problem(student)
@@ -63,6 +63,7 @@ class FrameOutputs:
                 f"{self.grid} {self.grid.steps(frames)}: per-step times would be wrong"
             )
         self.window: int | None = None
+        self.window_seconds = float(window_seconds) if window_seconds > 0 else None
         if window_seconds > 0:
             if self.grid.pooling != "mean":
                 raise BadValueError(

@@ -121,6 +121,15 @@ class DistillModule(ClassifierModule):
         self.setup_metrics(task, num_classes)
         self.teacher_source: TeacherSource | None = None  # see set_teacher_source
 
+    @property
+    def detection_window_seconds(self) -> float:
+        """The window a detector pools over by default: the per-step window it was trained with
+        (`losses.timed.window_seconds`), else the clip length."""
+        frames = self._frames
+        if frames is not None and frames.window_seconds is not None:
+            return frames.window_seconds
+        return float(self.clip_seconds)
+
     @classmethod
     def from_parts(
         cls,

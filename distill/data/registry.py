@@ -9,15 +9,15 @@ limit, augment). `data.name` is a registered name or the dotted path of such a b
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from distill.config.schema import DataConfig
 from distill.data.base import ClipDataset
+from distill.dotted import DottedImportError, import_dotted
 from distill.errors import BadValueError
+from distill.names import did_you_mean, register_name
 
 DatasetBuilder = Callable[..., ClipDataset]
 
@@ -75,11 +75,8 @@ def register_dataset(
     `DatasetSpec` for the options)."""
 
     def decorate(build: DatasetBuilder) -> DatasetBuilder:
-        if name in _REGISTRY:
-            raise BadValueError(f"data set name {name!r} is already registered")
-        if "." in name:
-            raise BadValueError(f"data set name {name!r} must not contain '.' (dotted paths)")
-        _REGISTRY[name] = DatasetSpec(name, build, task, classes_from, class_names)
+        spec = DatasetSpec(name, build, task, classes_from, class_names)
+        register_name(_REGISTRY, name, spec, "data set name")
         return build
 
     return decorate
@@ -91,8 +88,7 @@ def available() -> list[str]:
 
 
 def _unknown(name: str, detail: str = "") -> BadValueError:
-    close = difflib.get_close_matches(name, available(), n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, available())
     return BadValueError(
         f"data.name {name!r} is not a registered data set{detail}.{hint} Registered: "
         f"{', '.join(available())}; or the dotted path of a builder such as "
@@ -110,10 +106,11 @@ def spec(name: str) -> DatasetSpec:
         raise _unknown(name)
     module_name, _, attr = name.rpartition(".")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise _unknown(name, f" (importing module {module_name!r} failed: {err})") from err
-    build = getattr(module, attr, None)
+        build = import_dotted(name)
+    except DottedImportError as err:
+        if "importing module" in err.detail:
+            raise _unknown(name, err.detail) from None
+        build = None
     if not callable(build):
         raise _unknown(name, f" (module {module_name!r} has no callable {attr!r})")
     for registered in _REGISTRY.values():

@@ -288,6 +288,9 @@ def fingerprint(bank: Path, opts: StreamOptions) -> dict[str, str]:
     }
 
 
+LOCK_WAIT_SECONDS = 3600.0  # a build of many hours of streams takes minutes
+
+
 def build_streams(
     bank: str | Path, out: str | Path, opts: StreamOptions, overwrite: bool = False
 ) -> StreamSet:
@@ -295,7 +298,8 @@ def build_streams(
     bank, out = Path(bank), Path(out)
     check_options(opts)
     fp = fingerprint(bank, opts)
-    with lock_folder(out, "stream folder"):
+    # another process building or checking the same set: wait for it, then reuse what it built
+    with lock_folder(out, "stream folder", wait_seconds=LOCK_WAIT_SECONDS):
         old = _read_index(out)
         if old is not None and old.get("fingerprint") == fp and _complete(out, old):
             return load_stream_set(out, cached=True)

@@ -21,6 +21,7 @@ LAYERS = {
     "distill._version": 0,
     "distill.errors": 0,
     "distill.dotted": 1,  # import_class(): a user class from a recipe's dotted path
+    "distill.names": 1,  # register_name(), did_you_mean(): shared by the registries
     "distill.extras": 1,  # require(): an optional dependency, or the extra that installs it
     "distill.files": 0,
     "distill.cost": 1,

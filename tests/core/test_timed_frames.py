@@ -116,7 +116,7 @@ def test_frame_outputs_refuse_what_the_runtime_could_not_stream() -> None:
     with pytest.raises(BadValueError, match="build the student with student.kwargs.causal=true"):
         FrameOutputs(student("tc_resnet8", {}), fe, 1.0, 0.0)
     normalised = Frontend(normalize="utterance")
-    with pytest.raises(BadValueError, match="frontend.kind=logmel frontend.normalize=none"):
+    with pytest.raises(BadValueError, match="frontend.kind=logmel frontend.normalize=running"):
         FrameOutputs(student("gru", {}), normalised, 1.0, 0.0)
     with pytest.raises(BadValueError, match="its state carries the whole stream"):
         FrameOutputs(student("gru", {}), fe, 1.0, 0.5)
@@ -148,3 +148,27 @@ def test_the_module_trains_the_per_step_output_of_the_plain_student() -> None:
     terms["timed"].backward()
     assert module.student.fc.weight.grad.abs().sum() > 0
     assert module.student.conv0[0][0].weight.grad.abs().sum() > 0
+
+
+def test_a_detector_pools_the_window_the_student_was_trained_with(tmp_path) -> None:
+    """A per-step arm trained with losses.timed.window_seconds is detected with that window by
+    default (student file and checkpoint); a clip-trained student with its clip length."""
+    from distill.deploy.detector_model import load_detector_model
+    from distill.pipeline.artifacts import save_student
+
+    cfg = OmegaConf.structured(RecipeConfig)
+    cfg.data.root = "/unused"
+    cfg.student.kwargs = {"causal": True}
+    cfg.frontend.normalize = "running"
+    classes = ["yes", "no", "_unknown_", "_silence_"]
+    plain = DistillModule(cfg, 4, "single_label", classes, clip_seconds=2.0)
+    assert plain.detection_window_seconds == 2.0
+    cfg.losses.timed.weight = 1.0
+    cfg.losses.timed.target = "maxpool"
+    cfg.losses.timed.window_seconds = 0.5
+    timed = DistillModule(cfg, 4, "single_label", classes, clip_seconds=2.0)
+    assert timed.detection_window_seconds == 0.5
+    for module, window in ((plain, 2.0), (timed, 0.5)):
+        path = tmp_path / f"student_{window}.safetensors"
+        save_student(module, path)
+        assert load_detector_model(path).window_seconds == window

@@ -120,6 +120,23 @@ def test_a_killed_holder_leaves_no_lock_behind(tmp_path: Path, holders: list) ->
     assert not (folder / LOCK_FILE).exists()
 
 
+def test_a_waiting_process_gets_the_lock_once_the_holder_lets_go(
+    tmp_path: Path, holders: list
+) -> None:
+    import threading
+
+    folder = tmp_path / "streams"
+    holders.append(holder := Holder(HOLD_LOCK, folder))
+    with pytest.raises(FolderLockedError, match=f"in use by process {holder.pid}"):
+        lock_folder(folder, "stream folder", wait_seconds=0.3, poll_seconds=0.05)
+    timer = threading.Timer(0.5, holder.release)  # lets go while we wait
+    timer.start()
+    lock = lock_folder(folder, "stream folder", wait_seconds=60, poll_seconds=0.05)
+    timer.join()
+    assert lock.held and lock_holder(folder) == os.getpid()
+    lock.release()
+
+
 @pytest.mark.parametrize("command", ["fit", "teach"])
 def test_fit_and_teach_refuse_a_run_dir_in_use(
     tmp_path: Path, holders: list, command: str, capsys: pytest.CaptureFixture[str]
