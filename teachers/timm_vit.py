@@ -8,7 +8,7 @@ attention is switched off per block and the weights are read by forward hooks on
 `blocks[i].attn.attn_drop`. Saved as our `config.json` (teacher_kind "timm") + `model.safetensors`.
 The per-token class logits (`frame_logits`) are the model's head after pooling applied to each
 time position's hidden state: with global_pool="avg" and no fc_norm (a linear head) they average
-exactly to the clip logits; with a CLS token the head reads tokens it was not trained on.
+exactly to the clip logits; with CLS-token pooling the head reads tokens it was not trained on.
 """
 
 from __future__ import annotations

@@ -51,9 +51,10 @@ def test_timm_mean_pooled_linear_head_decomposes_exactly(class_token: bool, seco
     torch.testing.assert_close(out.frame_logits.mean(dim=1), out.logits, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "model_kwargs", [{}, {"global_pool": "avg"}, {"global_pool": "max"}], ids=["cls", "fc_norm", "max"]
-)
+POOLS = [{}, {"global_pool": "avg"}, {"global_pool": "max"}]
+
+
+@pytest.mark.parametrize("model_kwargs", POOLS, ids=["cls", "fc_norm", "max"])
 def test_timm_head_per_position_is_the_head_after_pooling(model_kwargs: dict) -> None:
     teacher = timm_teacher(**model_kwargs)
     wave = torch.randn(2, 16000)
@@ -81,7 +82,7 @@ def test_timm_distilled_averages_both_heads() -> None:
     check_shape(out, 3)
     m, h = teacher.model, out.hidden
     with torch.no_grad():
-        expected = (h @ m.head.weight.T + m.head.bias + h @ m.head_dist.weight.T + m.head_dist.bias)
+        expected = h @ m.head.weight.T + m.head.bias + h @ m.head_dist.weight.T + m.head_dist.bias
     torch.testing.assert_close(out.frame_logits, expected / 2, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(m.head.weight, m.head_dist.weight)
 
