@@ -19,6 +19,7 @@ from distill.report import plots
 from distill.report.confusion import confusion_figures, confusion_markdown
 from distill.report.html import render_html
 from distill.report.results import read_rows, summarise
+from distill.report.stream_table import stream_table_markdown
 
 REQUIRED_COLUMNS = ("student", "arm", "group", "seed", "metric", "test_score", "params", "macs")
 SAMPLE_KEYS = ("waveform", "spans", "labels", "predictions", "class_names", "clip_seconds")
@@ -380,7 +381,7 @@ def write_report(
         rows, [run_dir_of(r, out_dir) for r in rows], out_dir
     )
     markdown = summary_markdown(summary, teacher)
-    for part in (confusion_markdown(confusion), extra_markdown):
+    for part in (stream_table_markdown(rows), confusion_markdown(confusion), extra_markdown):
         markdown += f"\n{part}\n" if part else ""
     write_text(out_dir / "summary.md", markdown)
     figures, notes = make_plots(rows, summary, teacher, out_dir)

@@ -58,4 +58,6 @@ def test_stream_eval_adds_columns_and_the_report_shows_them(tiny_run, grid, caps
     frr = {r["arm"]: 100 * float(r["frr_at_0.5_fa_h"]) for r in rows}
     for arm, cell in by_arm.items():
         assert float(cell.split(" ± ")[0]) == pytest.approx(frr[arm], abs=0.05)
-    assert "FRR at 0.5 FA/h (%)" in (grid / "summary.md").read_text()
+    summary = (grid / "summary.md").read_text()
+    assert "FRR at 0.5 FA/h (%)" in summary
+    assert "### Streaming metric" in summary and "FRR at 0.1 FA/h (%)" in summary
