@@ -381,7 +381,8 @@ def write_report(
         rows, [run_dir_of(r, out_dir) for r in rows], out_dir
     )
     markdown = summary_markdown(summary, teacher)
-    for part in (stream_table_markdown(rows), confusion_markdown(confusion), extra_markdown):
+    streams = stream_table_markdown(rows, det_curves(rows, out_dir))
+    for part in (streams, confusion_markdown(confusion), extra_markdown):
         markdown += f"\n{part}\n" if part else ""
     write_text(out_dir / "summary.md", markdown)
     figures, notes = make_plots(rows, summary, teacher, out_dir)

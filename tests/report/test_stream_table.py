@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distill.report.stream_table import stream_table_markdown, stream_table_rows
+from distill.report.stream_table import best_frr_within, stream_table_markdown, stream_table_rows
 
 
 def _row(arm: str, seed: int, score: float, frr: tuple, latency: str) -> dict[str, str]:
@@ -42,3 +42,27 @@ def test_no_streaming_metric_no_section() -> None:
     text = stream_table_markdown([_row("none", 0, 0.5, (1.0, 0.5, 0.25), "0.2")])
     assert text.startswith("### Streaming metric")
     assert "| tc_resnet8 | none | 50.00 ± 0.00 | 100.0 ± 0.0 | 50.0 ± 0.0 | 25.0 ± 0.0 |" in text
+
+
+def test_best_frr_within_a_budget_is_the_lower_envelope_of_the_sweep() -> None:
+    # A sweep whose lowest threshold fires once per stream (few false accepts, no hit): the
+    # operating-point rule would stop there; the envelope takes the best FRR within the budget.
+    curve = {"fa_per_hour": [11.7, 2500.0, 80.0, 9.0, 0.0], "frr": [1.0, 0.5, 0.8, 0.9, 1.0]}
+    assert best_frr_within(curve, 10.0) == 0.9
+    assert best_frr_within(curve, 100.0) == 0.8
+    assert best_frr_within(curve, 1e4) == 0.5
+    assert best_frr_within({"fa_per_hour": [20.0], "frr": [0.3]}, 10.0) == 1.0  # none within
+
+
+def test_curves_add_the_loose_budget_columns_per_arm() -> None:
+    rows = [_row("none", 0, 0.2, (1.0, 1.0, 1.0), ""), _row("none", 1, 0.3, (1.0, 1.0, 1.0), "")]
+    curves = {"tc_resnet8": [
+        {"arm": "none", "seed": "0", "fa_per_hour": [5.0, 50.0], "frr": [0.9, 0.7]},
+        {"arm": "none", "seed": "1", "fa_per_hour": [5.0, 50.0], "frr": [1.0, 0.5]},
+        {"arm": "logit", "seed": "0", "fa_per_hour": [5.0], "frr": [0.0]},  # no such row
+    ]}  # fmt: skip
+    header, table = stream_table_rows(rows, curves)
+    assert header[6:8] == ["best FRR within 10 FA/h (%)", "best FRR within 100 FA/h (%)"]
+    assert table[0][6] == "95.0 ± 7.1"  # (0.9, 1.0)
+    assert table[0][7] == "60.0 ± 14.1"  # (0.7, 0.5)
+    assert len(table) == 1 and table[0][-2:] == ["2", "5.13"]
