@@ -107,9 +107,11 @@ class DistillModule(ClassifierModule):
         channels = self._probe_channels() if self._tap is not None else None
         # per-step outputs (losses.timed): the student's head at every step, as streamed
         self._frames = None
+        self._timed_window_seconds: float | None = None  # kept when the taps are detached
         if "frames" in needs:
             window = OmegaConf.select(cfg, "losses.timed.window_seconds", default=0.0)
             self._frames = FrameOutputs(self.student, self.frontend, clip_seconds, window)
+            self._timed_window_seconds = self._frames.window_seconds
         self.aux = WeightedLosses(
             cfg.losses,
             task,
@@ -125,9 +127,8 @@ class DistillModule(ClassifierModule):
     def detection_window_seconds(self) -> float:
         """The window a detector pools over by default: the per-step window it was trained with
         (`losses.timed.window_seconds`), else the clip length."""
-        frames = self._frames
-        if frames is not None and frames.window_seconds is not None:
-            return frames.window_seconds
+        if self._timed_window_seconds is not None:
+            return self._timed_window_seconds
         return float(self.clip_seconds)
 
     @classmethod

@@ -172,3 +172,6 @@ def test_a_detector_pools_the_window_the_student_was_trained_with(tmp_path) -> N
         path = tmp_path / f"student_{window}.safetensors"
         save_student(module, path)
         assert load_detector_model(path).window_seconds == window
+    timed.detach_taps()  # as `distill fit` does before it saves the student
+    save_student(timed, tmp_path / "student_detached.safetensors")
+    assert load_detector_model(tmp_path / "student_detached.safetensors").window_seconds == 0.5
