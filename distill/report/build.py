@@ -18,7 +18,7 @@ from distill.pipeline.samples import SAMPLES_FILE
 from distill.report import plots
 from distill.report.confusion import confusion_figures, confusion_markdown
 from distill.report.html import render_html
-from distill.report.results import read_rows, summarise
+from distill.report.results import MISSING_CELL, markdown_table, read_rows, summarise
 from distill.report.stream_table import stream_table_markdown
 
 REQUIRED_COLUMNS = ("student", "arm", "group", "seed", "metric", "test_score", "params", "macs")
@@ -32,7 +32,7 @@ SUMMARY_HEADER = [
     "student attention in span",
     "student attention entropy (nats)",
 ]
-MISSING = "–"
+MISSING = MISSING_CELL
 FRR_COLUMN = "frr_at_0.5_fa_h"  # the streaming metric in the summary (compare --stream-eval)
 FRR_HEADER = "FRR at 0.5 FA/h (%)"
 STREAM_RESULT = Path("stream_eval") / "stream_eval.json"
@@ -219,11 +219,6 @@ def arm_matrix(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     return ["student", *arms], rows
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def summary_markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | None) -> str:
     """summary.md: a methods table, a student x arm table of the methods, a controls table, and
     the teacher line."""
@@ -244,7 +239,7 @@ def summary_markdown(summary: list[dict[str, Any]], teacher: dict[str, Any] | No
     for title, head, body in sections:
         if not body:
             continue
-        out += [f"### {title}", "", *_markdown_table(head, body), ""]
+        out += [f"### {title}", "", *markdown_table(head, body), ""]
     line = teacher_line(teacher, metric)
     if line:
         out += [line, ""]
@@ -273,8 +268,10 @@ def make_plots(
     summary: list[dict[str, Any]],
     teacher: dict[str, Any] | None,
     out_dir: Path,
+    curves: dict[str, list[dict[str, Any]]],
 ) -> tuple[list[tuple[Path, str]], list[str]]:
-    """Write the PNGs; return (path, caption) per figure and notes on figures left out."""
+    """Write the PNGs (`curves`: det_curves of the rows); return (path, caption) per figure and
+    notes on figures left out."""
     metric = summary[0]["metric"]
     figures: list[tuple[Path, str]] = []
     notes: list[str] = []
@@ -321,7 +318,7 @@ def make_plots(
         figures.append((path, CAPTIONS["localisation"]))
     else:
         notes.append("No run recorded student attention statistics: no localisation plot.")
-    det = det_figure(rows, out_dir)
+    det = det_figure(curves, out_dir)
     if det is not None:
         figures.append(det)
     return figures, notes
@@ -343,9 +340,8 @@ def det_curves(rows: list[dict[str, str]], out_dir: Path) -> dict[str, list[dict
     return curves
 
 
-def det_figure(rows: list[dict[str, str]], out_dir: Path) -> tuple[Path, str] | None:
-    """The DET curves per arm (compare --stream-eval), when the runs have them."""
-    curves = det_curves(rows, out_dir)
+def det_figure(curves: dict[str, list[dict[str, Any]]], out_dir: Path) -> tuple[Path, str] | None:
+    """The DET curves per arm (compare --stream-eval; `det_curves`), when the runs have them."""
     if not curves:
         return None
     hours = min(c["negative_hours"] for runs in curves.values() for c in runs)
@@ -381,11 +377,12 @@ def write_report(
         rows, [run_dir_of(r, out_dir) for r in rows], out_dir
     )
     markdown = summary_markdown(summary, teacher)
-    streams = stream_table_markdown(rows, det_curves(rows, out_dir))
+    curves = det_curves(rows, out_dir)
+    streams = stream_table_markdown(rows, curves)
     for part in (streams, confusion_markdown(confusion), extra_markdown):
         markdown += f"\n{part}\n" if part else ""
     write_text(out_dir / "summary.md", markdown)
-    figures, notes = make_plots(rows, summary, teacher, out_dir)
+    figures, notes = make_plots(rows, summary, teacher, out_dir, curves)
     figures += confusion + list(extra_figures or [])
     notes += confusion_notes
     methods, controls = summary_cells(summary)

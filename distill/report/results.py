@@ -106,3 +106,12 @@ def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
             "in_span": statistics.fmean(in_span) if in_span else None,
         })  # fmt: skip
     return summary
+
+
+MISSING_CELL = "–"  # a table cell without a value
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]

@@ -7,12 +7,11 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from distill.report.results import STREAM_COLUMNS
+from distill.report.results import MISSING_CELL, STREAM_COLUMNS, markdown_table
 
 FRR_TARGETS = [c for c in STREAM_COLUMNS if c.startswith("frr_at_")]
 LATENCY = "stream_latency_median_s"
 HOURS = "stream_negative_hours"
-MISSING = "–"
 LOOSE_FA_PER_HOUR = (10.0, 100.0)  # budgets far above a deployment's, to grade weak detectors
 
 
@@ -22,7 +21,7 @@ def _values(items: list[dict[str, Any]], key: str) -> list[float]:
 
 def _mean_std(values: list[float], scale: float, digits: int) -> str:
     if not values:
-        return MISSING
+        return MISSING_CELL
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
@@ -71,7 +70,7 @@ def stream_table_rows(
         if curves is not None:
             runs = [c for c in curves.get(student, []) if c["arm"] == arm]
             row += [_mean_std(_loose_values(runs, f), 100.0, 1) for f in LOOSE_FA_PER_HOUR]
-        row += [cell, str(len(items)), f"{min(hours):.2f}" if hours else MISSING]
+        row += [cell, str(len(items)), f"{min(hours):.2f}" if hours else MISSING_CELL]
         table.append(row)
     return header, table
 
@@ -86,9 +85,7 @@ def stream_table_markdown(
     lines = [
         "### Streaming metric (pooled over keywords, one threshold for all)",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *["| " + " | ".join(r) + " |" for r in table],
+        *markdown_table(header, table),
         "",
         "Mean ± std over seeds. Latency: from the keyword's end to the detection, the median of "
         "a run's hits, averaged over the runs that detect any keyword at 0.5 FA/h. Best FRR "
