@@ -143,7 +143,7 @@ class Streamer:
         """Consume a chunk (N,); return the times (H,) and posteriors (H, C) of completed hops."""
         a = np.asarray(chunk, dtype=np.float32).reshape(-1)
         x = torch.as_tensor(a)
-        if not np.isfinite(a).all():  # numpy's check is ~40x faster than torch's on CPU
+        if not np.isfinite(a).all():  # in numpy: cheaper per small chunk than torch.isfinite
             raise BadValueError(
                 f"audio chunk at {self.samples / self.sample_rate:.3f} s holds NaN/inf samples"
             )
