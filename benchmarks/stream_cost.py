@@ -1,7 +1,8 @@
 """Streaming cost side by side, and what a student trained on long clips does on a 1 s window.
 
     python benchmarks/stream_cost.py [--students tc_resnet8,gru,...|all] [--seconds 20]
-        [--recipe kws_tc_resnet8] [--no-onnx] [--window-study] [--bank DIR] [--run RUN]
+        [--recipe kws_tc_resnet8] [--no-onnx] [--no-litert] [--window-study] [--bank DIR]
+        [--run RUN]
 
 Part 1, cost: milliseconds of one CPU thread per second of audio and the real-time factor
 (seconds of audio per second of compute) of every student (random weights, 12 classes, the
@@ -9,8 +10,10 @@ default log-mel frontend without per-clip normalisation), for a 1 s detection wi
 the recipe's clip length: the sliding window at 100 ms hops, the stateful stream at 20 ms and
 100 ms hops (causal variants, `causal=True`, where the student has one), all in PyTorch; and in
 onnxruntime the waveform-in model on the sliding window and the stateful step model (its step
-<= 100 ms). Ratios printed: the stateful stream against the sliding window, and which CNN
-students run at least 100x faster than real time on one core with a 1 s window.
+<= 100 ms); and the same two in the LiteRT interpreter (XNNPACK), where the sliding window is a
+batch-1 waveform-in `.tflite` invoked once per window, as a device scores each hop. Ratios
+printed: the stateful stream against the sliding window, and which CNN students run at least
+100x faster than real time on one core with a 1 s window.
 
 Part 2, window study (--window-study): accuracy on the test clips of a keyword bank, whole
 clips against 1 s windows centred on the keyword, of a student trained on long clips and of
@@ -75,6 +78,52 @@ def onnx_costs(det, wave: np.ndarray, tmp: Path, repeats: int) -> dict[str, floa
     return out
 
 
+class LiteRTWindows:
+    """The sliding window in LiteRT: a waveform-in `.tflite` of one window (frontend + student,
+    float, batch 1, XNNPACK, one thread), invoked once per window, as a device scores each hop."""
+
+    def __init__(self, det, path: Path) -> None:
+        from distill.deploy.litert import convert_module, interpreter
+        from distill.deploy.onnx_frontend import WaveformModel
+
+        self.det, samples = det, round(det.window_seconds * det.sample_rate)
+        module = WaveformModel(det.frontend, det.student).eval()
+        path.write_bytes(convert_module(module, (torch.zeros(1, samples),)))
+        self.it = interpreter(path, 1)
+        self.inp = self.it.get_input_details()[0]["index"]
+        self.out = self.it.get_output_details()[0]["index"]
+
+    def __getattr__(self, name: str):
+        return getattr(self.det, name)
+
+    def stateful_reason(self) -> str:
+        return "a waveform-in window model"
+
+    def score_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        rows = []
+        for window in windows.numpy():
+            self.it.set_tensor(self.inp, window[None])
+            self.it.invoke()
+            rows.append(self.it.get_tensor(self.out)[0])
+        return torch.from_numpy(np.stack(rows)).softmax(-1)
+
+
+def litert_costs(det, wave: np.ndarray, tmp: Path, repeats: int) -> dict[str, float]:
+    from distill.deploy.litert_stream import LiteRTStatefulDetector, export_stateful_tflite
+    from distill.deploy.onnx_stream import step_seconds_for
+
+    windows = LiteRTWindows(det, tmp / f"{det.student_name}_w.tflite")
+    out = {"litert sliding 100ms": cost(windows, wave, StreamConfig(batch_size=1), repeats)}
+    if det.stateful_reason() is None:
+        step = step_seconds_for(det)
+        path = export_stateful_tflite(det, tmp / f"{det.student_name}_s.tflite", step)
+        config = StreamConfig(mode="stateful", hop_seconds=step)
+        out[f"litert stateful {1000 * step:.0f}ms"] = cost(
+            LiteRTStatefulDetector(path), wave, config, repeats
+        )
+    return out
+
+
 def macs_per_second(name: str) -> tuple[float, float]:
     """Model multiply-adds per second of audio (frontend excluded), 1 s window: the sliding
     window at 100 ms hops (10 windows of 101 frames) and a stream that computes every frame
@@ -102,6 +151,8 @@ def measure(name: str, clip: float, wave: np.ndarray, args, tmp: Path) -> dict[s
                                                  args.repeats)  # fmt: skip
     if args.onnx:
         row |= onnx_costs(det, wave, tmp, args.repeats)
+    if args.litert:
+        row |= litert_costs(det, wave, tmp, args.repeats)
     return row
 
 
@@ -118,22 +169,27 @@ def print_costs(rows: dict[str, dict[str, float]]) -> None:
 def print_ratios(rows: dict[str, dict[str, float]]) -> None:
     print("\nstateful 20 ms hop vs sliding window 100 ms hop (1 s window): how many times cheaper")
     print("per second of audio (target for tc_resnet8: >= 5x)")
-    print(f"  {'student':18s} {'model MACs':>10s} {'PyTorch time':>13s} {'onnxruntime time':>17s}")
+    print(f"  {'student':18s} {'model MACs':>10s} {'PyTorch time':>13s} {'onnxruntime time':>17s}"
+          f" {'LiteRT time':>17s}")  # fmt: skip
     for name, row in rows.items():
         if "stateful 20ms, 1s" not in row:
             continue
         sliding, stateful = macs_per_second(name)
         eager = row["sliding 100ms, 1s"] / row["stateful 20ms, 1s"]
-        step = next((c for c in row if c.startswith("onnx stateful")), None)
-        onnx = f"{row['onnx sliding 100ms'] / row[step]:8.2f}x ({step[14:]})" if step else "-"
-        print(f"  {name:18s} {sliding / stateful:9.2f}x {eager:12.2f}x {onnx:>17s}")
-    print("  (onnxruntime: the stateful step is a multiple of the student's time stride, e.g.")
-    print("   80 ms for TC-ResNet8; its posterior changes once per model step anyway)")
+        cells = []
+        for runtime in ("onnx", "litert"):
+            step = next((c for c in row if c.startswith(f"{runtime} stateful")), None)
+            base = row[f"{runtime} sliding 100ms"] if step else 0.0
+            cells.append(f"{base / row[step]:8.2f}x ({step.split()[-1]})" if step else "-")
+        print(f"  {name:18s} {sliding / stateful:9.2f}x {eager:12.2f}x {cells[0]:>17s}"
+              f" {cells[1]:>17s}")  # fmt: skip
+    print("  (exported runtimes: the stateful step is a multiple of the student's time stride,")
+    print("   e.g. 80 ms for TC-ResNet8, whose posterior changes once per model step at any hop)")
     print("\nCNN students at >= 100x real time on one core with a 1 s window:")
     for name, row in rows.items():
         if name.startswith(CNN):
             fast = [c for c, v in row.items() if c.endswith(("1s", "ms")) and 1000 / v >= 100]
-            fast = [c for c in fast if "1s" in c or c.startswith("onnx")]
+            fast = [c for c in fast if "1s" in c or c.startswith(("onnx", "litert"))]
             print(f"  {name:18s} {'; '.join(fast) if fast else 'none'}")
 
 
@@ -217,6 +273,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="kws_tc_resnet8", help="its clip length is used")
     parser.add_argument("--repeats", type=int, default=2, help="best of N timings")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false")
+    parser.add_argument("--no-litert", dest="litert", action="store_false")
     parser.add_argument("--window-study", action="store_true", help="also run part 2")
     parser.add_argument("--bank", type=Path, default=None, help="keyword bank for part 2")
     parser.add_argument("--run", type=Path, default=None, help="a run to measure in part 2")

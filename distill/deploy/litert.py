@@ -6,11 +6,13 @@ converts the eval-mode student (torch.export, static shapes: batch 1 and the rec
 after the equivalent rewrites of `distill.deploy.litert_patterns` (patterns XNNPACK runs slowly
 in int8), to a float flatbuffer; ai-edge-quantizer's static recipe quantizes every operator it
 supports to int8 (weights int8 symmetric per channel, activations int8 asymmetric per tensor,
-min-max ranges from calibration clips); ai-edge-litert's interpreter (XNNPACK delegate) runs
-both. The int8 file takes and returns float tensors (a QUANTIZE op after the input, a
-DEQUANTIZE before the output) unless `int8_io`, which makes input and output int8 as
-microcontroller runtimes expect; `run_tflite` quantizes and dequantizes at the boundary either
-way.
+min-max ranges over all calibration clips: the smallest minimum and largest maximum each tensor
+reaches, not ai-edge-quantizer's default moving average of per-clip extremes, which on clips fed
+one at a time gives a typical clip's range and saturates the larger ones); ai-edge-litert's
+interpreter (XNNPACK delegate) runs both. The int8 file takes and returns float tensors (a
+QUANTIZE op after the input, a DEQUANTIZE before the output) unless `int8_io`, which makes input
+and output int8 as microcontroller runtimes expect; `run_tflite` quantizes and dequantizes at the
+boundary either way.
 """
 
 from __future__ import annotations
@@ -136,12 +138,27 @@ def quantize_int8(
     name = _input_name(float_path)
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")  # preserve-all-tensors and progress-bar chatter
-        ranges = q.calibrate({SIGNATURE: [{name: clip} for clip in clips]})
+        ranges = calibrate_min_max(q, float_path, [{name: clip} for clip in clips])
         result = q.quantize(ranges, enable_progress_report=False)
     int8_path = Path(int8_path)
     with atomic_path(int8_path) as tmp:
         tmp.write_bytes(_short_names(bytes(result.quantized_model)))
     return int8_path
+
+
+def calibrate_min_max(q: Any, float_path: str | Path, inputs: list[dict[str, np.ndarray]]) -> dict:
+    """Activation ranges of the float model `float_path` for the recipe of quantizer `q`: per
+    tensor the minimum and maximum over every input in `inputs` (one signature call each)."""
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    recipes = recipe_manager.RecipeManager()
+    recipes.load_quantization_recipe(q.get_quantization_recipe())
+    calib = calibrator.Calibrator(
+        Path(float_path).read_bytes(), num_threads=1, qsv_update_func=qsv_utils.min_max_update
+    )
+    calib.calibrate({SIGNATURE: inputs}, recipes)
+    return calib.get_model_qsvs()
 
 
 def interpreter(path: str | Path, threads: int = 1):  # -> ai_edge_litert Interpreter

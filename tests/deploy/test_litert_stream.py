@@ -94,6 +94,31 @@ def test_stateful_tflite_runs_from_its_metadata_alone(tmp_path) -> None:
     np.testing.assert_allclose(np.stack(rows), ref.scores, atol=1e-6)
 
 
+def test_two_streams_of_one_tflite_keep_their_own_state(tmp_path) -> None:
+    """Runners of one LiteRT detector stepped in turn: each gives what it gives alone."""
+    from distill.deploy.litert_stream import LiteRTStatefulDetector, export_stateful_tflite
+
+    det = detector("tc_resnet8", causal=True)
+    train_briefly(det.student)
+    lite = LiteRTStatefulDetector(export_stateful_tflite(det, tmp_path / "s.tflite", 0.08))
+    waves, step = [audio(3.0, 1), audio(3.0, 2)], lite.step_samples
+    alone = []
+    for wave in waves:
+        runner, rows = lite.open_stateful(SR), []
+        for i in range(0, len(wave) - step + 1, step):
+            runner.advance(torch.from_numpy(wave[i : i + step]))
+            rows.append(runner.posterior())
+        alone.append(torch.stack(rows[7:]))  # ready after the 1 s window's first step
+    runners, rows = [lite.open_stateful(SR), lite.open_stateful(SR)], [[], []]
+    for i in range(0, len(waves[0]) - step + 1, step):
+        for k in (0, 1):
+            runners[k].advance(torch.from_numpy(waves[k][i : i + step]))
+            rows[k].append(runners[k].posterior())
+    for k in (0, 1):
+        torch.testing.assert_close(torch.stack(rows[k][7:]), alone[k], atol=1e-6, rtol=0)
+    assert not torch.allclose(alone[0], alone[1], atol=1e-3)
+
+
 def test_what_cannot_be_exported_or_read_is_named(tmp_path) -> None:
     from distill.deploy.litert_stream import export_stateful_tflite, read_tflite_metadata
 
