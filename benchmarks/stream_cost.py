@@ -62,6 +62,19 @@ def cost(det, wave: np.ndarray, config: StreamConfig, repeats: int) -> float:
     return 1000 * best / (len(wave) / 16000)
 
 
+def stateful_cost(runtime: str, det, wave, repeats: int, path: Path, export, backend) -> dict:
+    """`{"<runtime> stateful <step>ms": ms per s}` of the exported stateful step model (`export`
+    writes it at `path`, `backend` runs it); empty when the student cannot stream statefully."""
+    from distill.deploy.onnx_stream import step_seconds_for
+
+    if det.stateful_reason() is not None:
+        return {}
+    step = step_seconds_for(det)
+    config = StreamConfig(mode="stateful", hop_seconds=step)
+    ms = cost(backend(export(det, path, step)), wave, config, repeats)
+    return {f"{runtime} stateful {1000 * step:.0f}ms": ms}
+
+
 class FeatureWindows:
     """The sliding window with the features computed in PyTorch (torchaudio's FFT log-mel, as
     `StudentDetector` computes them) and the features-in student ONNX in onnxruntime: what a
@@ -91,21 +104,15 @@ class FeatureWindows:
 
 def onnx_costs(det, wave: np.ndarray, tmp: Path, repeats: int) -> dict[str, float]:
     from distill.deploy.onnx_detector import OnnxStatefulDetector, load_onnx_detector
-    from distill.deploy.onnx_stream import export_stateful, export_waveform, step_seconds_for
+    from distill.deploy.onnx_stream import export_stateful, export_waveform
 
     out = {}
     path = export_waveform(det, tmp / f"{det.student_name}_w.onnx")
     out["onnx sliding 100ms"] = cost(load_onnx_detector(path), wave, StreamConfig(), repeats)
     windows = FeatureWindows(det, tmp / f"{det.student_name}_f.onnx")
     out["onnx sliding 100ms, fft"] = cost(windows, wave, StreamConfig(), repeats)
-    if det.stateful_reason() is None:
-        step = step_seconds_for(det)
-        path = export_stateful(det, tmp / f"{det.student_name}_s.onnx", step)
-        config = StreamConfig(mode="stateful", hop_seconds=step)
-        out[f"onnx stateful {1000 * step:.0f}ms"] = cost(
-            OnnxStatefulDetector(path), wave, config, repeats
-        )
-    return out
+    return out | stateful_cost("onnx", det, wave, repeats, tmp / f"{det.student_name}_s.onnx",
+                               export_stateful, OnnxStatefulDetector)  # fmt: skip
 
 
 class LiteRTWindows:
@@ -140,18 +147,12 @@ class LiteRTWindows:
 
 def litert_costs(det, wave: np.ndarray, tmp: Path, repeats: int) -> dict[str, float]:
     from distill.deploy.litert_stream import LiteRTStatefulDetector, export_stateful_tflite
-    from distill.deploy.onnx_stream import step_seconds_for
 
     windows = LiteRTWindows(det, tmp / f"{det.student_name}_w.tflite")
     out = {"litert sliding 100ms": cost(windows, wave, StreamConfig(batch_size=1), repeats)}
-    if det.stateful_reason() is None:
-        step = step_seconds_for(det)
-        path = export_stateful_tflite(det, tmp / f"{det.student_name}_s.tflite", step)
-        config = StreamConfig(mode="stateful", hop_seconds=step)
-        out[f"litert stateful {1000 * step:.0f}ms"] = cost(
-            LiteRTStatefulDetector(path), wave, config, repeats
-        )
-    return out
+    return out | stateful_cost("litert", det, wave, repeats,
+                               tmp / f"{det.student_name}_s.tflite", export_stateful_tflite,
+                               LiteRTStatefulDetector)  # fmt: skip
 
 
 def macs_per_second(name: str) -> tuple[float, float]:
