@@ -115,11 +115,13 @@ def _export_tflite(args: argparse.Namespace) -> int:
     from distill.deploy.export import ParityError
     from distill.deploy.litert import export_tflite_run, format_tflite_report
 
-    if args.calibration_method != "minmax" or args.int8_ops != "auto" or args.sqnr_batches:
+    if args.calibration_method != "minmax" or args.int8_ops != "auto":
         raise UsageError(
-            "--calibration-method, --int8-ops and --sqnr-batches apply to --format onnx only "
+            "--calibration-method and --int8-ops apply to --format onnx only "
             "(LiteRT int8 is min-max calibrated and quantizes every operator)"
         )
+    if args.sqnr_batches and not args.int8:
+        raise UsageError("--sqnr-batches reports int8 against float: add --int8")
     try:
         report = export_tflite_run(
             args.target,
@@ -131,6 +133,7 @@ def _export_tflite(args: argparse.Namespace) -> int:
             int8_io=args.int8_io,
             calib_split=args.calib_split,
             data_overrides=args.overrides,
+            sqnr_batches=args.sqnr_batches,
         )
     except ParityError as err:
         print(f"distill export: error: {err}", file=sys.stderr)

@@ -256,6 +256,7 @@ def export_tflite_run(
     calib_split: str = "val",
     data_overrides: list[str] | None = None,
     rewrite: bool = True,
+    sqnr_batches: int = 0,
 ) -> dict[str, Any]:
     """Write `student_float.tflite` (and after `distill qat` `student_qat_float.tflite`), check
     each in the LiteRT interpreter on `split` against PyTorch (argmax agreement >= `min_agreement`
@@ -263,12 +264,15 @@ def export_tflite_run(
     `student_int8_qat.tflite`), calibrated on the first `calib_batches` batches of `calib_split`
     (train or val, never test), with its accuracy change against float. Every file gets its
     memory budget (`deploy.memory`). `rewrite`: `convert_float`'s XNNPACK rewrites (off: the
-    converter's own graph, lower peak memory for BC-ResNet). The report is also written to
-    `export_tflite.json`."""
+    converter's own graph, lower peak memory for BC-ResNet). With `sqnr_batches` > 0 each int8
+    file also gets its per-tensor SQNR against its float file on that many batches of `split`
+    (`distill.deploy.litert_error`). The report is also written to `export_tflite.json`."""
     from distill.deploy.export import export_inputs
     from distill.deploy.litert_patterns import xnnpack_rewrite
 
     _check_options(int8, calib_batches, calib_split, limit_batches)
+    if sqnr_batches < 0:
+        raise BadValueError(f"sqnr_batches must be >= 0 (0: off), given {sqnr_batches}")
     require_litert()
     inputs = export_inputs(
         target, split, limit_batches, int8, calib_batches, calib_split, data_overrides, out_dir
@@ -289,6 +293,12 @@ def export_tflite_run(
             )
             files[int8_name] = _int8_entry(int8_path, path, logits, feats, known)
             files[int8_name]["calibration_clips"] = sum(len(b) for b in calibration)
+            if sqnr_batches > 0:
+                from distill.deploy.litert_error import tflite_activation_sqnr
+
+                files[int8_name]["activation_sqnr_db"] = tflite_activation_sqnr(
+                    path, int8_path, feats[:sqnr_batches]
+                )
     if single:
         for entry in files.values():
             entry["accuracy_change_vs_float"] = entry["accuracy"] - files["float"]["accuracy"]
