@@ -187,7 +187,7 @@ class LiteRTStatefulDetector(OnnxStatefulDetector):
         self.step_samples = int(self.meta["step_samples"])
         self.hop_seconds = self.step_samples / self.sample_rate
         self.threads = threads
-        self.interpreter = interpreter(path, threads)
+        interpreter(path, threads)  # a file LiteRT cannot load fails here; each runner has its own
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "backend": "LiteRT"}
