@@ -29,6 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from distill.deploy.litert_io import clips as _clips
+from distill.deploy.litert_io import from_output as _from_output
+from distill.deploy.litert_io import to_input as _to_input
 from distill.errors import BadValueError, MissingExtraError, MissingFileError, UsageError
 from distill.files import atomic_path, write_json
 
@@ -108,11 +111,6 @@ def _short_names(model_bytes: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _clips(batches: list[np.ndarray]) -> list[np.ndarray]:
-    """(B, F, T) batches as a list of (1, F, T) float32 clips (the flatbuffer's batch is 1)."""
-    return [np.asarray(b[i : i + 1], dtype=np.float32) for b in batches for i in range(len(b))]
-
-
 def quantize_int8(
     float_path: str | Path,
     int8_path: str | Path,
@@ -184,20 +182,6 @@ def io_types(path: str | Path) -> dict[str, str]:
         "input": np.dtype(it.get_input_details()[0]["dtype"]).name,
         "output": np.dtype(it.get_output_details()[0]["dtype"]).name,
     }
-
-
-def _to_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] != np.int8:
-        return x.astype(detail["dtype"])
-    scale, zero = detail["quantization"]
-    return np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-
-
-def _from_output(y: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] != np.int8:
-        return y.astype(np.float32)
-    scale, zero = detail["quantization"]
-    return (y.astype(np.float32) - zero) * scale
 
 
 def run_tflite(path: str | Path, feats: list[np.ndarray], threads: int = 1) -> np.ndarray:

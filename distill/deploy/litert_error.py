@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from distill.deploy import litert_io
 from distill.deploy.int8_error import sqnr_db
-from distill.errors import BadValueError
+from distill.errors import BadValueError, MissingExtraError, MissingFileError
 
 QUANTIZED = (np.int8, np.int16)
 BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
@@ -25,11 +26,15 @@ BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 def _debug_interpreter(path: str | Path):  # -> ai_edge_litert Interpreter
     """An interpreter on reference kernels that keeps every intermediate tensor."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from distill.deploy.litert import interpreter
-
-    interpreter(path)  # the missing-file and missing-extra errors
+    if not Path(path).is_file():
+        raise MissingFileError(f"LiteRT model {path} does not exist")
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError as err:
+        raise MissingExtraError(
+            "the LiteRT SQNR report needs the optional `litert` extra "
+            "(pip install 'temporal-distill[litert]')"
+        ) from err
     it = Interpreter(
         model_path=str(path),
         experimental_preserve_all_tensors=True,
@@ -80,9 +85,7 @@ def tflite_activation_sqnr(
     it, after its own rounding), in execution order, and last of the logits. Rows: `tensor` (the
     float file's tensor name), `op` (its producer, `input` for the model input), `sqnr_db`.
     `batches` are (B, F, T) feature batches, run clip by clip (the files' batch is 1)."""
-    from distill.deploy.litert import _clips, _from_output, _to_input
-
-    clips = _clips(batches)
+    clips = litert_io.clips(batches)
     if not clips:
         raise BadValueError("tflite_activation_sqnr needs at least one clip of features")
     f_it, q_it = _debug_interpreter(float_path), _debug_interpreter(int8_path)
@@ -98,7 +101,7 @@ def tflite_activation_sqnr(
                 f"{float_path} takes features of shape {tuple(f_in['shape'])}, given {clip.shape}"
             )
         f_it.set_tensor(f_in["index"], clip)
-        q_it.set_tensor(q_in["index"], _to_input(clip, q_in))
+        q_it.set_tensor(q_in["index"], litert_io.to_input(clip, q_in))
         f_it.invoke()
         q_it.invoke()
         for k, (_, f_index, q_index) in enumerate(pairs):
@@ -106,7 +109,7 @@ def tflite_activation_sqnr(
             signal[k] += float(np.square(ref).sum())
             noise[k] += float(np.square(ref - _dequantized(q_it, q_index, q_details)).sum())
         ref = f_it.get_tensor(f_out["index"]).astype(np.float64)
-        got = _from_output(q_it.get_tensor(q_out["index"]), q_out).astype(np.float64)
+        got = litert_io.from_output(q_it.get_tensor(q_out["index"]), q_out).astype(np.float64)
         signal[-1] += float(np.square(ref).sum())
         noise[-1] += float(np.square(ref - got).sum())
     rows = [
