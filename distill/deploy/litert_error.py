@@ -20,7 +20,7 @@ from distill.deploy import litert_io
 from distill.deploy.int8_error import sqnr_db
 from distill.errors import BadValueError, MissingExtraError, MissingFileError
 
-QUANTIZED = (np.int8, np.int16)
+QUANTIZED = (np.dtype(np.int8), np.dtype(np.int16))  # integer activation tensors
 BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 
@@ -67,13 +67,13 @@ def _pairs(float_it, int8_it, int8_path: str | Path, float_path: str | Path) -> 
     details = {d["index"]: d for d in int8_it.get_tensor_details()}
     pairs = []
     graph_input = int(int8_it.get_input_details()[0]["index"])
+    float_input = int(float_it.get_input_details()[0]["index"])
     for op in int8_ops:
         if op["op_name"] == "QUANTIZE" and int(op["inputs"][0]) == graph_input:
-            float_input = int(float_it.get_input_details()[0]["index"])
             pairs.append(("input", float_input, int(op["outputs"][0])))
     for f_op, q_op in zip(float_ops, inner):
         out = int(q_op["outputs"][0])
-        if np.dtype(details[out]["dtype"]) in [np.dtype(t) for t in QUANTIZED]:
+        if np.dtype(details[out]["dtype"]) in QUANTIZED:
             pairs.append((q_op["op_name"], int(f_op["outputs"][0]), out))
     return pairs
 
