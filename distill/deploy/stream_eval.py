@@ -16,7 +16,9 @@ Counting rules (docs/streaming.md, "Evaluate", explains them in words):
 - FRR = missed keywords / keywords; FA/h = false accepts / negative hours.
 - Operating point at a target FA/h: the lowest threshold of the sweep whose FA/h <= target, no
   interpolation; the sweep ends with a threshold above every score (no detection, FA/h 0), so one
-  always exists.
+  always exists. The default sweep is refined by bisection where a target's false-accept count
+  falls between two neighbouring thresholds whose misses differ (`threshold_refine`), so the
+  operating points do not depend on the grid's step near 1.
 - Latency: detection start minus the keyword's offset (`latency_from="onset"` for sound events).
 """
 
@@ -31,11 +33,20 @@ from typing import Any
 import numpy as np
 
 from distill.deploy.decisions import Detection
+from distill.deploy.sweep_decider import (
+    DEFAULT_REFRACTORY,
+    EPS,
+    Decide,
+    default_thresholds,
+    sweep_decider,
+)
+from distill.deploy.threshold_refine import refine_sweep
 from distill.errors import BadValueError
 
-EPS = 1e-9  # seconds of slack in the window comparisons (hop times are sums of floats)
+#: Bumped when the rules or the sweep change what a result holds (2: the refined sweep), so a
+#: stored result is scored again rather than reused.
+METRIC_VERSION = 2
 DEFAULT_TOLERANCE = 0.5
-DEFAULT_REFRACTORY = 1.0
 DEFAULT_TARGETS = (0.1, 0.5, 1.0)
 NON_KEYWORDS = ("_unknown_", "_silence_")
 
@@ -67,10 +78,6 @@ class ScoredStream:
     times: np.ndarray
     posteriors: np.ndarray
     events: list[Event]
-
-
-#: A decision function: (times (H,), posteriors (H, K), threshold) -> detections.
-Decide = Callable[[np.ndarray, np.ndarray, float], list[Detection]]
 
 
 def as_detection(item: Any) -> Detection:
@@ -141,70 +148,6 @@ def negative_seconds(
     return max(0.0, duration - covered)
 
 
-def sweep_decider(
-    class_names: Sequence[str], smooth_hops: int = 3, refractory: float = DEFAULT_REFRACTORY
-) -> Decide:
-    """The decision rules of `distill.deploy.decisions` (defaults included), vectorised over
-    hops for threshold sweeps: per class, the causal mean of the last `smooth_hops` posteriors
-    is active at >= threshold; a run of active hops is a detection, and a run starting at most
-    `refractory` seconds after the end of the class's previous detection is merged into it.
-    start/end: first/last active hop time; score: the peak smoothed score."""
-    if refractory < 0 or smooth_hops < 1:
-        raise BadValueError(
-            f"refractory must be >= 0 s and smooth_hops >= 1, got {refractory}, {smooth_hops}"
-        )
-    names = list(class_names)
-
-    def decide(times: np.ndarray, posteriors: np.ndarray, threshold: float) -> list[Detection]:
-        times = np.asarray(times, np.float64)
-        scores = _smooth(np.asarray(posteriors, np.float64), smooth_hops)
-        out = []
-        for k, name in enumerate(names):
-            col = scores[:, k]
-            edges = np.diff(np.concatenate([[0], (col >= threshold).astype(np.int8), [0]]))
-            starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-            if len(starts) == 0:
-                continue
-            bounds = np.column_stack([starts, ends + 1]).ravel()
-            peaks = np.maximum.reduceat(np.append(col, -np.inf), bounds)[::2]
-            cur = [starts[0], ends[0], peaks[0]]
-            for a, b, peak in zip(starts[1:], ends[1:], peaks[1:]):
-                if times[a] - times[cur[1]] <= refractory + EPS:
-                    cur[1], cur[2] = b, max(cur[2], peak)
-                    continue
-                out.append(
-                    Detection(float(times[cur[0]]), float(times[cur[1]]), name, float(cur[2]))
-                )
-                cur = [a, b, peak]
-            out.append(Detection(float(times[cur[0]]), float(times[cur[1]]), name, float(cur[2])))
-        return sorted(out, key=lambda d: (d.start, d.label))
-
-    decide.describe = {  # type: ignore[attr-defined]
-        "rule": "the rules of distill.deploy.decisions, vectorised (stream_eval.sweep_decider)",
-        "smooth_hops": smooth_hops,
-        "refractory_seconds": refractory,
-        "thresholds": "swept",
-    }
-    return decide
-
-
-def _smooth(scores: np.ndarray, n: int) -> np.ndarray:
-    """Causal moving average over the last `n` hops (fewer at the start)."""
-    if n == 1 or len(scores) == 0:
-        return scores
-    c = np.cumsum(np.vstack([np.zeros((1, scores.shape[1])), scores]), axis=0)
-    i = np.arange(1, len(scores) + 1)
-    lo = np.maximum(0, i - n)
-    return (c[i] - c[lo]) / (i - lo)[:, None]
-
-
-def default_thresholds() -> np.ndarray:
-    """0.01 .. 0.99 in steps of 0.01, then 1 - 10^-k for k = 2.5 .. 6 (wake-word operating
-    points sit close to 1), then +inf (no detection)."""
-    fine = 1 - 10.0 ** -np.arange(2.5, 6.01, 0.5)
-    return np.concatenate([np.round(np.arange(1, 100) / 100, 2), fine, [np.inf]])
-
-
 def check_stream(stream: ScoredStream, n_classes: int) -> None:
     """Refuse posteriors that do not fit their times or classes, or hold NaN/inf."""
     t, p = np.asarray(stream.times), np.asarray(stream.posteriors)
@@ -230,9 +173,13 @@ def evaluate_streams(
     tolerance: float = DEFAULT_TOLERANCE,
     targets: Sequence[float] = DEFAULT_TARGETS,
     latency_from: str = "offset",
+    refine: bool | None = None,
 ) -> dict[str, Any]:
     """Sweep the threshold over every stream into a DET curve (pooled and per keyword) and the
-    operating points at the target FA/h; a JSON-ready dict (rules, streams, det, at_fa_per_hour)."""
+    operating points at the target FA/h; a JSON-ready dict (rules, streams, det, at_fa_per_hour).
+
+    `refine` bisects the sweep around the operating points (default: only for the default
+    thresholds; given thresholds are used as they are)."""
     names = list(class_names)
     kws = [c for c in names if c not in NON_KEYWORDS] if keywords is None else list(keywords)
     unknown = [k for k in kws if k not in names]
@@ -247,9 +194,17 @@ def evaluate_streams(
     if not np.isinf(ths[-1]):
         ths = np.append(ths, np.inf)
     neg = _negative_hours(streams, names, tolerance)
-    points = [_count_at(streams, kws, decide, float(th), tolerance, latency_from) for th in ths]
+
+    def count_at(th: float) -> dict[str, dict[str, Any]]:
+        return _count_at(streams, kws, decide, th, tolerance, latency_from)
+
+    points = [count_at(float(th)) for th in ths]
+    refined = (thresholds is None) if refine is None else refine
+    if refined:
+        allowed = [t * neg for t in targets]
+        ths, points = refine_sweep(ths, points, count_at, _scope_counts(kws), allowed)
     return {
-        "rules": _rules(tolerance, latency_from, decide),
+        "rules": _rules(tolerance, latency_from, decide, refined),
         "streams": [_stream_row(s, kws, tolerance) for s in streams],
         "keywords": kws,
         "negative_hours": neg,
@@ -258,6 +213,17 @@ def evaluate_streams(
         "det": _det(points, ths, kws, neg),
         "at_fa_per_hour": {f"{t:g}": _at_target(points, ths, kws, neg, t) for t in targets},
     }
+
+
+def _scope_counts(kws: list[str]) -> Callable[[dict], tuple[list[int], list[int]]]:
+    """(false accepts, misses) of one sweep point: pooled over the keywords, then each."""
+
+    def counts(point: dict) -> tuple[list[int], list[int]]:
+        fa = [point[k]["fa"] for k in kws]
+        misses = [point[k]["misses"] for k in kws]
+        return [sum(fa), *fa], [sum(misses), *misses]
+
+    return counts
 
 
 def _negative_hours(streams: Sequence[ScoredStream], names: list[str], tol: float) -> float:
@@ -371,13 +337,16 @@ def _at_target(
     }
 
 
-def _rules(tol: float, latency_from: str, decide: Decide) -> dict[str, Any]:
+def _rules(tol: float, latency_from: str, decide: Decide, refined: bool) -> dict[str, Any]:
     return {
         "tolerance_s": tol,
         "hit": "same class and onset <= start <= offset + tolerance; each keyword hit once",
         "false_accept": "every other detection of an evaluated class",
         "negative_duration": "stream duration minus the union of [onset, offset + tolerance]",
         "operating_point": "lowest swept threshold with FA/h <= target (no interpolation)",
+        "sweep": "default grid refined by bisection around the operating points"
+        if refined
+        else "the given thresholds",
         "mean_frr": "mean over keywords with positives of FRR at each keyword's own threshold",
         "latency": f"detection start minus keyword {latency_from}",
         "decision": getattr(decide, "describe", getattr(decide, "__name__", repr(decide))),
@@ -415,6 +384,7 @@ def evaluate_detections(
 
 
 __all__ = [
+    "METRIC_VERSION",
     "DEFAULT_REFRACTORY",
     "DEFAULT_TARGETS",
     "DEFAULT_TOLERANCE",

@@ -4,7 +4,7 @@
 reuses the test streams of its data (`distill.deploy.streams`), runs the streaming detector over
 them, applies the counting rules (`distill.deploy.stream_eval`) and writes `stream_eval.json`
 and `det.png`. A result whose inputs did not change (same streams, model file, stream and
-decision settings) is reused instead of scored again.
+decision settings, metric version) is reused instead of scored again.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def eval_stream_model(
     `cfg`'s data; write and return the result (`stream_eval.json`, `det.png` in `out_dir`)."""
     from distill.deploy.detector_model import load_detector_model
     from distill.deploy.stream import StreamConfig, Streamer
-    from distill.deploy.stream_eval import sweep_decider
+    from distill.deploy.stream_eval import METRIC_VERSION, sweep_decider
     from distill.deploy.stream_report import evaluate_stream_set, write_result
 
     options = options or EvalStreamOptions()
@@ -124,7 +124,7 @@ def eval_stream_model(
     config = StreamConfig(options.mode, hop, options.window_seconds)
     stream_info = {k: v for k, v in Streamer(det, config).info.items() if k != "seconds"}
     key = sha256_of_json([streams.meta["fingerprint"], stream_info, asdict(options),
-                          _model_key(model)])  # fmt: skip
+                          _model_key(model), METRIC_VERSION])  # fmt: skip
     old = out / RESULT
     if options.reuse and old.is_file():
         result = json.loads(old.read_text())

@@ -214,7 +214,7 @@ class LastCheckpoint(pl.Callback):
     def _take(self, trainer: pl.Trainer) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
-        trainer.save_checkpoint(self.pending)
+        trainer.save_checkpoint(self.pending, weights_only=False)  # full state: optimizer, loops
 
     def _promote(self, trainer: pl.Trainer) -> None:
         if not (trainer.is_global_zero and self.pending.is_file()):

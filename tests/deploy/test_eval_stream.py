@@ -23,7 +23,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread
 HOURS = "0.01"  # 36 s of negatives: enough for the counting, not for a claim
 
 
-def test_eval_stream_writes_the_metric_beside_the_run(tiny_run, tmp_path, capsys) -> None:
+def test_eval_stream_writes_the_metric_beside_the_run(
+    tiny_run, tmp_path, capsys, monkeypatch
+) -> None:
     run = tiny_run["run_dir"]
     streams = tmp_path / "streams"
     args = ["eval-stream", str(run), "--hours", HOURS, "--seed", "3", "--streams", str(streams)]
@@ -54,6 +56,10 @@ def test_eval_stream_writes_the_metric_beside_the_run(tiny_run, tmp_path, capsys
     assert main(args) == 0 and "(reused" in capsys.readouterr().out
     assert main([*args, "--smooth", "1"]) == 0 and "(reused" not in capsys.readouterr().out
     assert json.loads((out / "stream_eval.json").read_text())["options"]["smooth_hops"] == 1
+    assert main([*args, "--smooth", "1"]) == 0 and "(reused" in capsys.readouterr().out
+    # a new version of the metric scores again
+    monkeypatch.setattr("distill.deploy.stream_eval.METRIC_VERSION", -1)
+    assert main([*args, "--smooth", "1"]) == 0 and "(reused" not in capsys.readouterr().out
 
 
 def test_a_negative_folder_without_audio_is_an_error(tiny_run, tmp_path, capsys) -> None:
