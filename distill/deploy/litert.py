@@ -31,6 +31,7 @@ from torch import nn
 
 from distill.deploy.litert_io import clips as _clips
 from distill.deploy.litert_io import from_output as _from_output
+from distill.deploy.litert_io import interpreter as _interpreter
 from distill.deploy.litert_io import to_input as _to_input
 from distill.errors import BadValueError, MissingExtraError, MissingFileError, UsageError
 from distill.files import atomic_path, write_json
@@ -161,14 +162,7 @@ def calibrate_min_max(q: Any, float_path: str | Path, inputs: list[dict[str, np.
 
 def interpreter(path: str | Path, threads: int = 1):  # -> ai_edge_litert Interpreter
     """A LiteRT interpreter on `threads` CPU threads (XNNPACK delegate), tensors allocated."""
-    require_litert()
-    from ai_edge_litert.interpreter import Interpreter
-
-    if not Path(path).is_file():
-        raise MissingFileError(f"LiteRT model {path} does not exist")
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
-    return it
+    return _interpreter(path, threads)
 
 
 def _input_name(path: str | Path) -> str:

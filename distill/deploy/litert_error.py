@@ -18,30 +18,10 @@ import numpy as np
 
 from distill.deploy import litert_io
 from distill.deploy.int8_error import sqnr_db
-from distill.errors import BadValueError, MissingExtraError, MissingFileError
+from distill.errors import BadValueError
 
 QUANTIZED = (np.dtype(np.int8), np.dtype(np.int16))  # integer activation tensors
 BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
-
-
-def _debug_interpreter(path: str | Path):  # -> ai_edge_litert Interpreter
-    """An interpreter on reference kernels that keeps every intermediate tensor."""
-    if not Path(path).is_file():
-        raise MissingFileError(f"LiteRT model {path} does not exist")
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError as err:
-        raise MissingExtraError(
-            "the LiteRT SQNR report needs the optional `litert` extra "
-            "(pip install 'temporal-distill[litert]')"
-        ) from err
-    it = Interpreter(
-        model_path=str(path),
-        experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    it.allocate_tensors()
-    return it
 
 
 def _dequantized(it, index: int, details: dict[int, dict]) -> np.ndarray:
@@ -88,7 +68,7 @@ def tflite_activation_sqnr(
     clips = litert_io.clips(batches)
     if not clips:
         raise BadValueError("tflite_activation_sqnr needs at least one clip of features")
-    f_it, q_it = _debug_interpreter(float_path), _debug_interpreter(int8_path)
+    f_it, q_it = (litert_io.interpreter(p, debug=True) for p in (float_path, int8_path))
     pairs = _pairs(f_it, q_it, int8_path, float_path)
     f_names = {d["index"]: d["name"] for d in f_it.get_tensor_details()}
     q_details = {d["index"]: d for d in q_it.get_tensor_details()}

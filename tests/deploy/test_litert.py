@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,9 @@ import torch
 from torch import nn
 
 from distill import students
-from distill.deploy import litert
+from distill.deploy import litert, litert_io
 from distill.deploy.memory import peak_live_bytes
-from distill.errors import BadValueError, MissingFileError, UsageError
+from distill.errors import BadValueError, MissingExtraError, MissingFileError, UsageError
 
 needs_litert = pytest.mark.skipif(
     bool(litert.missing_modules()),
@@ -181,6 +182,18 @@ def test_missing_toolchain_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(litert, "MODULES", (*litert.MODULES, "no_such_litert_module"))
     with pytest.raises(UsageError, match=r"`litert` extra.*no_such_litert_module"):
         litert.require_litert()
+
+
+def test_opening_a_tflite_without_the_runtime_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails
+    with pytest.raises(MissingExtraError, match=r"m.tflite needs the optional `litert` extra"):
+        litert_io.interpreter(model)
+    with pytest.raises(MissingFileError, match="gone.tflite does not exist"):
+        litert_io.interpreter(tmp_path / "gone.tflite", debug=True)
 
 
 @needs_litert
