@@ -86,7 +86,7 @@ def _detect(args: argparse.Namespace) -> int:
     from distill.deploy.audio_source import find_audio
     from distill.deploy.detect import detect_files, detection_record
     from distill.deploy.detector_model import load_detector_model
-    from distill.deploy.stream import Streamer
+    from distill.deploy.stream import Streamer, unseen_history_note
 
     if args.threads < 1:
         raise BadValueError(f"--threads must be >= 1, given {args.threads}")
@@ -98,6 +98,9 @@ def _detect(args: argparse.Namespace) -> int:
     model = load_detector_model(args.model, activation=args.activation)
     stream, decisions = _configs(args, model)
     record = detection_record(model, Streamer(model, stream).info, decisions)
+    note = unseen_history_note(record["model"], record["stream"])
+    if note:
+        print(f"distill detect: {note}")
     if args.mic:
         from distill.deploy.microphone import listen
 

@@ -97,6 +97,8 @@ class StudentConfig:
     tap_layout: str | None = None  # how to read (B, T', C) from the tapped tensor, e.g. BCFT
     attention_tap: str | None = None  # submodule emitting the student's own attention (B, H, T')
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # seconds of other clips heard before each training clip, not scored (stateful streaming)
+    history_seconds: float = ranged(0.0, NON_NEGATIVE)
 
 
 @dataclass

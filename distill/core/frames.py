@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from distill.core.history import StreamHistory
 from distill.data.frontend import Frontend
 from distill.errors import BadValueError, UsageError
 from distill.students.frames import FrameGrid, causal_problem, frame_grid, frame_logits
@@ -94,8 +95,11 @@ class FrameOutputs:
             )
         return int(maps.shape[self.grid.axis])
 
-    def __call__(self, student: nn.Module, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(clip logits (B, K), per-step logits (B, T', K), step times (T',)) for (B, F, T)."""
+    def __call__(
+        self, student: nn.Module, feats: Tensor, history: StreamHistory | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(clip logits (B, K), per-step logits (B, T', K), step times (T',)) for (B, F, T);
+        with `history`, of the clip's steps after the history, pooled as a stream pools them."""
         if self.tap is None:
             raise UsageError("the per-step outputs were detached from the student")
         if not hasattr(student, "forward_head"):
@@ -104,10 +108,17 @@ class FrameOutputs:
                 f"{type(student).__name__} does not have (QAT's exported graph has not): run "
                 "QAT with losses.timed.weight=0"
             )
-        logits = student(feats)
+        logits = student(feats if history is None else history.extend(feats))
         maps = self.tap.output
         self.tap.clear()
-        frames = frame_logits(student, maps, self.grid, self.window)
+        window = self.window
+        if history is not None:
+            clip_maps = history.clip_steps(maps, feats.shape[-1])
+            logits = student.forward_head(clip_maps)  # the clip's steps: the stream's window
+            window = window or clip_maps.shape[self.grid.axis]
+        frames = frame_logits(student, maps, self.grid, window)
+        if history is not None:
+            frames = frames[:, -self.grid.steps(feats.shape[-1]) :]
         times = step_seconds(
             self.grid, frames.shape[1], self.hop, self.n_fft, self.sample_rate, self.clip_seconds
         )

@@ -15,6 +15,7 @@ from distill.config.loader import check_recipe
 from distill.config.schema import RecipeConfig
 from distill.core.classifier_module import ClassifierModule
 from distill.core.frames import FrameOutputs
+from distill.core.history import StreamHistory
 from distill.core.losses import LossInputs, WeightedLosses, entropy
 from distill.core.losses.registry import loss_needs, terms_needing
 from distill.core.optim import build_optimizer
@@ -112,6 +113,7 @@ class DistillModule(ClassifierModule):
             window = OmegaConf.select(cfg, "losses.timed.window_seconds", default=0.0)
             self._frames = FrameOutputs(self.student, self.frontend, clip_seconds, window)
             self._timed_window_seconds = self._frames.window_seconds
+        self._history = self._stream_history(cfg)
         self.aux = WeightedLosses(
             cfg.losses,
             task,
@@ -122,6 +124,19 @@ class DistillModule(ClassifierModule):
         )
         self.setup_metrics(task, num_classes)
         self.teacher_source: TeacherSource | None = None  # see set_teacher_source
+
+    def _stream_history(self, cfg: DictConfig) -> StreamHistory | None:
+        """`student.history_seconds` of other clips before each training clip, or None."""
+        seconds = float(OmegaConf.select(cfg, "student.history_seconds", default=0.0) or 0.0)
+        if seconds <= 0:
+            return None
+        if self._tap is not None or self._attention_tap is not None:
+            raise BadValueError(
+                f"student.history_seconds={seconds:g} is not supported with losses that read "
+                "the student's time features or attention (temporal_kd, hint, "
+                "attention_transfer): set their weights to 0, or student.history_seconds=0"
+            )
+        return StreamHistory(self.student, self.frontend, seconds)
 
     @property
     def detection_window_seconds(self) -> float:
@@ -235,14 +250,17 @@ class DistillModule(ClassifierModule):
         if split == "train" and self.specaugment is not None:
             feats = self.specaugment(feats)
         frame_logits = step_seconds = None
+        history = self._history if split == "train" else None
         if self._frames is not None:
-            logits, frame_logits, step_seconds = self._frames(self.student, feats)
+            logits, frame_logits, step_seconds = self._frames(self.student, feats, history)
         elif "frames" in self.aux.needs:
             raise UsageError(
                 "losses.timed needs the student's per-step outputs, whose hook was taken off "
                 "(detach_taps, e.g. for QAT, which does not support per-step terms: run QAT "
                 "with losses.timed.weight=0)"
             )
+        elif history is not None:
+            logits = history.clip_logits(self.student, feats)
         else:
             logits = self.student(feats)
         inputs = LossInputs(

@@ -38,6 +38,7 @@ class StudentDetector:
         activation: str,
         source: str = "",
         student_name: str = "",
+        clip_seconds: float | None = None,
     ) -> None:
         if activation not in ("softmax", "sigmoid"):
             raise BadValueError(f"activation must be softmax or sigmoid, given {activation!r}")
@@ -49,6 +50,7 @@ class StudentDetector:
         self.activation = activation
         self.source = source
         self.student_name = student_name or type(student).__name__
+        self.clip_seconds = None if clip_seconds is None else float(clip_seconds)  # training clips
 
     @torch.inference_mode()
     def score_windows(self, windows: torch.Tensor) -> torch.Tensor:
@@ -78,6 +80,7 @@ class StudentDetector:
             "classes": self.class_names,
             "activation": self.activation,
             "training_window_seconds": self.window_seconds,
+            "training_clip_seconds": self.clip_seconds,
             "sample_rate": self.sample_rate,
             "frontend": {
                 "kind": fe.kind,
@@ -122,6 +125,7 @@ def _from_student_file(path: Path, activation: str | None) -> StudentDetector:
         _activation(task, activation, path),
         source=str(path),
         student_name=str(info["name"]),
+        clip_seconds=info.get("clip_seconds"),
     )
 
 
@@ -135,6 +139,7 @@ def _from_checkpoint(path: Path, activation: str | None) -> StudentDetector:
         _activation(module.task, activation, path),
         source=str(path),
         student_name=str(module.cfg.student.target or module.cfg.student.name),
+        clip_seconds=module.clip_seconds,
     )
 
 

@@ -91,7 +91,9 @@ def export_stateful_tflite(
     step_samples, window = stateful_sizes(det, step_seconds, window_seconds)
     sr = det.sample_rate
     with one_thread():
-        step, specs = build_step_model(det.student, det.frontend, round(window * sr), step_samples)
+        step, specs = build_step_model(
+            det.student, det.frontend, round(window * sr), step_samples, channels_last=True
+        )
     names = [n for n, _ in specs]
     dtypes = {n: "int32" if n == "step" else "float32" for n in names}
     states = {

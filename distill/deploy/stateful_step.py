@@ -200,21 +200,34 @@ class _Stateful(nn.Module):
 
 
 class StepConv(_Stateful):
-    """A Conv2d over (B, C, F, T) taking `n` new frames per call and carrying `keep` of them."""
+    """A Conv2d over (B, C, F, T) taking `n` new frames per call and carrying `keep` of them.
+    With `channels_last` its state is held as (1, F, keep, C), the layout LiteRT runs
+    convolutions in, so the converter's layout transposes around the state cancel."""
 
-    def __init__(self, conv: nn.Conv2d, plan: LayerPlan) -> None:
+    def __init__(self, conv: nn.Conv2d, plan: LayerPlan, channels_last: bool = False) -> None:
         super().__init__()
-        self.conv, self.plan = conv, plan
+        self.conv, self.plan, self.channels_last = conv, plan, channels_last
         self.stride = conv.stride[1]
 
     def state_shapes(self) -> list[tuple[int, ...]]:
-        return [(1, *self.plan.shape, self.plan.keep)] if self.plan.keep > 0 else []
+        if self.plan.keep <= 0:
+            return []
+        (channels, height), keep = self.plan.shape, self.plan.keep
+        return [(1, height, keep, channels) if self.channels_last else (1, channels, height, keep)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._mask(x, self.plan.phantom, -1)
-        keep = self.plan.keep
-        buf = torch.cat([self.state_in[0], x], dim=-1) if keep > 0 else x[..., max(0, -keep) :]
-        self.state_out = [buf[..., -keep:]] if keep > 0 else []
+        keep, phantom = self.plan.keep, self.plan.phantom
+        if keep > 0 and self.channels_last:  # (1, F, T, C): mask, concatenate, slice on axis 2
+            x = self._mask(x.permute(0, 2, 3, 1), phantom, 2)
+            buf = torch.cat([self.state_in[0], x], dim=2)
+            self.state_out = [buf[:, :, -keep:]]
+            buf = buf.permute(0, 3, 1, 2)
+        elif keep > 0:
+            x = self._mask(x, phantom, -1)
+            buf = torch.cat([self.state_in[0], x], dim=-1)
+            self.state_out = [buf[..., -keep:]]
+        else:
+            buf, self.state_out = self._mask(x, phantom, -1)[..., max(0, -keep) :], []
         conv = self.conv
         out = F.conv2d(
             buf, conv.weight, conv.bias, (conv.stride[0], self.stride), (conv.padding[0], 0),
@@ -305,14 +318,16 @@ class StepFrontend(_Stateful):
 class StepModel(nn.Module):
     """One stateful step: (samples (1, S), *states) -> (logits (1, C), ready (1,), *states)."""
 
-    def __init__(self, model: nn.Module, frontend: Frontend, plan: StepPlan) -> None:
+    def __init__(
+        self, model: nn.Module, frontend: Frontend, plan: StepPlan, channels_last: bool = False
+    ) -> None:
         super().__init__()
         self.plan = plan
         self.net = copy.deepcopy(model).eval()
         self.layers: dict[str, _Stateful] = {"frontend": StepFrontend(frontend, plan)}
         for lp in plan.layers:
             module = self.net.get_submodule(lp.name)
-            new = StepConv(module, lp) if lp.kind == "conv" else StepRNN(module, lp)
+            new = StepConv(module, lp, channels_last) if lp.kind == "conv" else StepRNN(module, lp)
             parent, _, attr = lp.name.rpartition(".")
             setattr(self.net.get_submodule(parent) if parent else self.net, attr, new)
             self.layers[lp.name] = new
@@ -358,11 +373,16 @@ class StepModel(nn.Module):
 
 
 def build_step_model(
-    model: nn.Module, frontend: Frontend, window_samples: int, step_samples: int
+    model: nn.Module,
+    frontend: Frontend,
+    window_samples: int,
+    step_samples: int,
+    channels_last: bool = False,
 ) -> tuple[StepModel, list[tuple[str, tuple[int, ...]]]]:
-    """The step model and its state specs (name, shape) for `model` streaming with `frontend`."""
+    """The step model and its state specs (name, shape) for `model` streaming with `frontend`;
+    `channels_last` holds the convolutions' states as (1, F, T, C) (for LiteRT)."""
     plan = plan_steps(model, frontend, window_samples, step_samples)
-    step = StepModel(model, frontend, plan).eval()
+    step = StepModel(model, frontend, plan, channels_last).eval()
     with torch.inference_mode():
         frames = frontend.num_frames(window_samples)
         feats = model.eval().forward_features(torch.zeros(1, frontend.n_features, frames))

@@ -221,6 +221,25 @@ def waveform_posteriors(
     return stream_posteriors(model, chunks, config)
 
 
+def unseen_history_note(model_info: dict[str, Any], stream_info: dict[str, Any]) -> str | None:
+    """A one-line warning when a stateful stream pools windows no shorter than the clips the
+    student was trained on: in training its convolutions (or its recurrent state) saw only
+    zero padding before the window, and the stream gives them the audio that came before; None
+    otherwise (sliding window, longer training clips, or an unknown clip length)."""
+    clip = model_info.get("training_clip_seconds")
+    if stream_info.get("mode") != "stateful" or clip is None:
+        return None
+    window = float(stream_info["window_seconds"])
+    if window < float(clip) - 1e-6:
+        return None
+    return (
+        f"note: stateful stream over {window:g} s windows of a student trained on {clip:g} s "
+        "clips: in training it never heard audio before a window, here it hears what came "
+        "before; such students can detect far worse statefully than on the sliding window "
+        "(docs/streaming.md, 'History the student never heard'): compare with --mode sliding"
+    )
+
+
 def check_window_fits(model: Any, window_samples: int, what: str) -> None:
     """Refuse a window that `model` (a detector backend) cannot score: too short for its
     frontend or student. `what` names the model in the message."""

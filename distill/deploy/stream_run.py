@@ -110,7 +110,7 @@ def eval_stream_model(
     """Score `model` (run dir, .ckpt, student file or exported .onnx) on the test streams of
     `cfg`'s data; write and return the result (`stream_eval.json`, `det.png` in `out_dir`)."""
     from distill.deploy.detector_model import load_detector_model
-    from distill.deploy.stream import StreamConfig, Streamer
+    from distill.deploy.stream import StreamConfig, Streamer, unseen_history_note
     from distill.deploy.stream_eval import METRIC_VERSION, sweep_decider
     from distill.deploy.stream_report import evaluate_stream_set, write_result
 
@@ -125,18 +125,18 @@ def eval_stream_model(
     stream_info = {k: v for k, v in Streamer(det, config).info.items() if k != "seconds"}
     key = sha256_of_json([streams.meta["fingerprint"], stream_info, asdict(options),
                           _model_key(model), METRIC_VERSION])  # fmt: skip
+    note = unseen_history_note(det.describe(), stream_info)
     old = out / RESULT
     if options.reuse and old.is_file():
         result = json.loads(old.read_text())
         if result.get("key") == key:
-            result["reused"] = True
-            return result
+            return result | {"reused": True, "notes": [note] if note else []}
     decide = sweep_decider(det.class_names, options.smooth_hops, options.refractory_seconds)
     score = _scorer(det, config, streams, progress)
     result = evaluate_stream_set(streams, score, det.class_names, decide=decide,
                                  tolerance=options.tolerance)  # fmt: skip
     result |= {"key": key, "model": det.describe(), "stream": stream_info,
-               "options": asdict(options)}  # fmt: skip
+               "options": asdict(options), "notes": [note] if note else []}  # fmt: skip
     name = Path(model).name
     write_result(result, out, title=f"DET of {name} over {result['negative_hours']:.2f} h")
     return result
@@ -228,6 +228,7 @@ def format_summary(result: dict[str, Any], paths: dict[str, Path] | None = None)
         )
     if result.get("reused"):
         lines.append("(reused: the streams, the model and the settings are unchanged)")
+    lines += result.get("notes", [])
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ def audio(seconds: float, seed: int = 0) -> np.ndarray:
         ("gru", {}, "none"),
         ("tc_resnet8", {"causal": True}, "running"),
         ("gru", {}, "frame"),
+        ("bc_resnet1", {"causal": True}, "none"),
     ],
 )
 def test_stateful_tflite_equals_the_pytorch_stream(name, kwargs, normalize, tmp_path) -> None:
@@ -59,6 +60,29 @@ def test_stateful_tflite_equals_the_pytorch_stream(name, kwargs, normalize, tmp_
     assert parity["max_abs_posterior_diff"] <= STATEFUL_TOLERANCE
     assert parity["max_abs_posterior_diff"] < 1e-6  # measured: 3e-8 to 6e-8
     assert parity["argmax_agreement"] == 1.0
+
+
+def test_no_transpose_touches_a_state_of_the_stateful_tflite(tmp_path) -> None:
+    """The convolution states are held channel-last, the layout LiteRT runs convolutions in,
+    so the converter needs no TRANSPOSE to read or write them (17 of 96 operators before)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    from distill.deploy.litert_stream import SIGNATURE, export_stateful_tflite
+
+    det = detector("tc_resnet8", causal=True)
+    path = export_stateful_tflite(det, tmp_path / "s.tflite", step_seconds_for(det))
+    model = fu.read_model(str(path))
+    graph = model.subgraphs[0]
+    (sig,) = [s for s in model.signatureDefs if s.signatureKey.decode() == SIGNATURE]
+    states = {e.tensorIndex for e in [*sig.inputs, *sig.outputs]
+              if e.name.decode().startswith(("state_in.", "state_out."))}  # fmt: skip
+    assert len(states) > 10
+    transpose = schema.BuiltinOperator.TRANSPOSE
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == transpose:
+            assert not states & {*op.inputs, *op.outputs}
 
 
 def test_stateful_tflite_runs_from_its_metadata_alone(tmp_path) -> None:

@@ -99,8 +99,13 @@ def test_stateful_export_and_detect_round_trip(causal_run, long_file, tmp_path, 
     onnx = causal_run / "export" / "student_stateful.onnx"
     th = threshold_with_detections(causal_run, long_file, tmp_path, "--hop", "0.08")
     ours = detections(onnx, long_file, tmp_path / "onnx", "--threshold", th)  # hop: its step
+    capsys.readouterr()
     theirs = detections(causal_run, long_file, tmp_path / "pt", "--threshold", th, "--hop", "0.08")
     same(ours, theirs)
+    # trained on 1 s clips, streamed statefully over 1 s windows: the run says so
+    assert "trained on 1 s clips" in capsys.readouterr().out
+    record = json.loads((tmp_path / "pt" / "detections.json").read_text())
+    assert record["model"]["training_clip_seconds"] == 1.0
 
 
 def test_stateful_export_of_a_model_that_cannot_stream(tiny_run, capsys) -> None:

@@ -169,3 +169,18 @@ def test_short_audio_and_bad_chunks() -> None:
         StreamConfig(hop_seconds=0)
     with pytest.raises(BadValueError, match="too short for crnn"):
         Streamer(detector("crnn", units=8), StreamConfig(window_seconds=0.03))
+
+
+def test_a_stateful_stream_over_windows_as_long_as_the_training_clips_is_noted() -> None:
+    from distill.deploy.stream import unseen_history_note
+
+    det = detector("tc_resnet8", causal=True)
+    assert det.describe()["training_clip_seconds"] is None  # unknown: no note
+    stateful = {"mode": "stateful", "window_seconds": 1.0}
+    assert unseen_history_note(det.describe(), stateful) is None
+    trained_1s = {"training_clip_seconds": 1.0}
+    note = unseen_history_note(trained_1s, stateful)
+    assert note is not None and "trained on 1 s clips" in note and "--mode sliding" in note
+    assert unseen_history_note(trained_1s, {"mode": "sliding", "window_seconds": 1.0}) is None
+    assert unseen_history_note({"training_clip_seconds": 8.0}, stateful) is None  # heard history
+    assert unseen_history_note(trained_1s, {"mode": "stateful", "window_seconds": 2.0})
