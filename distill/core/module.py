@@ -139,6 +139,11 @@ class DistillModule(ClassifierModule):
         return StreamHistory(self.student, self.frontend, seconds)
 
     @property
+    def history_seconds(self) -> float:
+        """Seconds of audio heard before each training clip (`student.history_seconds`)."""
+        return self._history.seconds if self._history is not None else 0.0
+
+    @property
     def detection_window_seconds(self) -> float:
         """The window a detector pools over by default: the per-step window it was trained with
         (`losses.timed.window_seconds`), else the clip length."""

@@ -39,6 +39,7 @@ class StudentDetector:
         source: str = "",
         student_name: str = "",
         clip_seconds: float | None = None,
+        history_seconds: float = 0.0,
     ) -> None:
         if activation not in ("softmax", "sigmoid"):
             raise BadValueError(f"activation must be softmax or sigmoid, given {activation!r}")
@@ -51,6 +52,7 @@ class StudentDetector:
         self.source = source
         self.student_name = student_name or type(student).__name__
         self.clip_seconds = None if clip_seconds is None else float(clip_seconds)  # training clips
+        self.history_seconds = float(history_seconds)  # heard before each training clip
 
     @torch.inference_mode()
     def score_windows(self, windows: torch.Tensor) -> torch.Tensor:
@@ -81,6 +83,7 @@ class StudentDetector:
             "activation": self.activation,
             "training_window_seconds": self.window_seconds,
             "training_clip_seconds": self.clip_seconds,
+            "training_history_seconds": self.history_seconds,
             "sample_rate": self.sample_rate,
             "frontend": {
                 "kind": fe.kind,
@@ -126,6 +129,7 @@ def _from_student_file(path: Path, activation: str | None) -> StudentDetector:
         source=str(path),
         student_name=str(info["name"]),
         clip_seconds=info.get("clip_seconds"),
+        history_seconds=info.get("history_seconds", 0.0),
     )
 
 
@@ -140,6 +144,7 @@ def _from_checkpoint(path: Path, activation: str | None) -> StudentDetector:
         source=str(path),
         student_name=str(module.cfg.student.target or module.cfg.student.name),
         clip_seconds=module.clip_seconds,
+        history_seconds=module.history_seconds,
     )
 
 

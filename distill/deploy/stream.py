@@ -225,9 +225,12 @@ def unseen_history_note(model_info: dict[str, Any], stream_info: dict[str, Any])
     """A one-line warning when a stateful stream pools windows no shorter than the clips the
     student was trained on: in training its convolutions (or its recurrent state) saw only
     zero padding before the window, and the stream gives them the audio that came before; None
-    otherwise (sliding window, longer training clips, or an unknown clip length)."""
+    otherwise (sliding window, longer training clips, training with `student.history_seconds`,
+    or an unknown clip length)."""
     clip = model_info.get("training_clip_seconds")
     if stream_info.get("mode") != "stateful" or clip is None:
+        return None
+    if model_info.get("training_history_seconds"):  # trained hearing audio before its clips
         return None
     window = float(stream_info["window_seconds"])
     if window < float(clip) - 1e-6:

@@ -48,6 +48,7 @@ def student_info(module: DistillModule) -> dict[str, Any]:
         "class_names": list(module.class_names),
         "frontend": OmegaConf.to_container(cfg.frontend, resolve=True),
         "clip_seconds": module.clip_seconds,
+        "history_seconds": module.history_seconds,
         "detection_window_seconds": module.detection_window_seconds,
         "task": module.task,  # single_label (softmax) or multi_label (sigmoid)
     }

@@ -184,3 +184,5 @@ def test_a_stateful_stream_over_windows_as_long_as_the_training_clips_is_noted()
     assert unseen_history_note(trained_1s, {"mode": "sliding", "window_seconds": 1.0}) is None
     assert unseen_history_note({"training_clip_seconds": 8.0}, stateful) is None  # heard history
     assert unseen_history_note(trained_1s, {"mode": "stateful", "window_seconds": 2.0})
+    with_history = {"training_clip_seconds": 1.0, "training_history_seconds": 2.0}
+    assert unseen_history_note(with_history, stateful) is None
