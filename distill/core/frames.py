@@ -10,39 +10,14 @@ posterior at exactly that sample (tests/core/test_timed_frames.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
+from distill.core.history import StreamHistory
 from distill.data.frontend import Frontend
 from distill.errors import BadValueError, UsageError
 from distill.students.frames import FrameGrid, causal_problem, frame_grid, frame_logits
 from distill.students.tap import FeatureTap
-
-if TYPE_CHECKING:
-    from distill.core.history import StreamHistory
-
-
-def streaming_grid(student: nn.Module, frontend: Frontend, what: str) -> FrameGrid:
-    """The frame grid of a student trained as a stateful stream runs it; `what` (the option
-    that asks for it) starts the error naming a frontend that needs the whole clip or a student
-    layer that hears the future."""
-    if frontend.kind != "logmel" or frontend.normalize == "utterance":
-        raise BadValueError(
-            f"{what}, but frontend kind={frontend.kind} normalize={frontend.normalize} depends "
-            "on the whole clip: use frontend.kind=logmel frontend.normalize=running (causal, as "
-            "stateful streaming takes; none and frame are causal too but did not learn on the "
-            "noisy 8 s recipe)"
-        )
-    grid = frame_grid(student)
-    problem = causal_problem(student)
-    if problem is not None:
-        raise BadValueError(
-            f"{what}, but in {type(student).__name__} {problem}: build the student with "
-            "student.kwargs.causal=true"
-        )
-    return grid
 
 
 def step_seconds(
@@ -63,7 +38,20 @@ class FrameOutputs:
         self, student: nn.Module, frontend: Frontend, clip_seconds: float, window_seconds: float
     ) -> None:
         name = type(student).__name__
-        self.grid = streaming_grid(student, frontend, "losses.timed trains causal per-step outputs")
+        if frontend.kind != "logmel" or frontend.normalize == "utterance":
+            raise BadValueError(
+                f"losses.timed trains causal per-step outputs, but frontend kind={frontend.kind}"
+                f" normalize={frontend.normalize} depends on the whole clip: use "
+                "frontend.kind=logmel frontend.normalize=running (causal, as stateful streaming "
+                "takes; none and frame are causal too but did not learn on the noisy 8 s recipe)"
+            )
+        self.grid = frame_grid(student)
+        problem = causal_problem(student)
+        if problem is not None:
+            raise BadValueError(
+                f"losses.timed trains causal per-step outputs, but in {name} {problem}: build "
+                "the student with student.kwargs.causal=true"
+            )
         self.clip_seconds = clip_seconds
         self.hop, self.n_fft = frontend.hop_length, int(frontend.mel.n_fft)
         self.sample_rate = sr = frontend.sample_rate
@@ -143,4 +131,4 @@ class FrameOutputs:
         self.tap = None
 
 
-__all__ = ["FrameOutputs", "step_seconds", "streaming_grid"]
+__all__ = ["FrameOutputs", "step_seconds"]

@@ -18,17 +18,29 @@ import math
 import torch
 from torch import Tensor, nn
 
-from distill.core.frames import streaming_grid
 from distill.data.frontend import Frontend
-from distill.students.frames import FrameGrid
+from distill.errors import BadValueError
+from distill.students.frames import FrameGrid, causal_problem, frame_grid
 
 
 class StreamHistory:
     """Prepends `frames` feature frames of other clips of the batch to each clip."""
 
     def __init__(self, student: nn.Module, frontend: Frontend, seconds: float) -> None:
-        what = f"student.history_seconds={seconds:g} trains a student for stateful streaming"
-        self.grid: FrameGrid = streaming_grid(student, frontend, what)
+        name = type(student).__name__
+        if frontend.kind != "logmel" or frontend.normalize == "utterance":
+            raise BadValueError(
+                f"student.history_seconds={seconds:g} trains a student for stateful streaming, "
+                f"but frontend kind={frontend.kind} normalize={frontend.normalize} depends on the "
+                "whole clip: use frontend.normalize=frame, running or none"
+            )
+        self.grid: FrameGrid = frame_grid(student)
+        problem = causal_problem(student)
+        if problem is not None:
+            raise BadValueError(
+                f"student.history_seconds={seconds:g}: in {name} {problem}; a stateful stream "
+                "needs a causal student (student.kwargs.causal=true)"
+            )
         stride = self.grid.stride
         per_second = frontend.sample_rate / frontend.hop_length
         self.frames = max(1, math.ceil(seconds * per_second / stride)) * stride
