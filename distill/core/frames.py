@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from distill.core.history import StreamHistory
+from distill.core.history import StreamHistory, streaming_grid
 from distill.data.frontend import Frontend
 from distill.errors import BadValueError, UsageError
-from distill.students.frames import FrameGrid, causal_problem, frame_grid, frame_logits
+from distill.students.frames import FrameGrid, frame_logits
 from distill.students.tap import FeatureTap
 
 
@@ -38,20 +38,7 @@ class FrameOutputs:
         self, student: nn.Module, frontend: Frontend, clip_seconds: float, window_seconds: float
     ) -> None:
         name = type(student).__name__
-        if frontend.kind != "logmel" or frontend.normalize == "utterance":
-            raise BadValueError(
-                f"losses.timed trains causal per-step outputs, but frontend kind={frontend.kind}"
-                f" normalize={frontend.normalize} depends on the whole clip: use "
-                "frontend.kind=logmel frontend.normalize=running (causal, as stateful streaming "
-                "takes; none and frame are causal too but did not learn on the noisy 8 s recipe)"
-            )
-        self.grid = frame_grid(student)
-        problem = causal_problem(student)
-        if problem is not None:
-            raise BadValueError(
-                f"losses.timed trains causal per-step outputs, but in {name} {problem}: build "
-                "the student with student.kwargs.causal=true"
-            )
+        self.grid = streaming_grid(student, frontend, "losses.timed trains causal per-step outputs")
         self.clip_seconds = clip_seconds
         self.hop, self.n_fft = frontend.hop_length, int(frontend.mel.n_fft)
         self.sample_rate = sr = frontend.sample_rate

@@ -23,24 +23,33 @@ from distill.errors import BadValueError
 from distill.students.frames import FrameGrid, causal_problem, frame_grid
 
 
+def streaming_grid(student: nn.Module, frontend: Frontend, what: str) -> FrameGrid:
+    """The frame grid of a student trained as a stateful stream runs it; `what` (the option
+    that asks for it) starts the error naming a frontend that needs the whole clip or a student
+    layer that hears the future."""
+    if frontend.kind != "logmel" or frontend.normalize == "utterance":
+        raise BadValueError(
+            f"{what}, but frontend kind={frontend.kind} normalize={frontend.normalize} depends "
+            "on the whole clip: use frontend.kind=logmel frontend.normalize=running (causal, as "
+            "stateful streaming takes; none and frame are causal too but did not learn on the "
+            "noisy 8 s recipe)"
+        )
+    grid = frame_grid(student)
+    problem = causal_problem(student)
+    if problem is not None:
+        raise BadValueError(
+            f"{what}, but in {type(student).__name__} {problem}: build the student with "
+            "student.kwargs.causal=true"
+        )
+    return grid
+
+
 class StreamHistory:
     """Prepends `frames` feature frames of other clips of the batch to each clip."""
 
     def __init__(self, student: nn.Module, frontend: Frontend, seconds: float) -> None:
-        name = type(student).__name__
-        if frontend.kind != "logmel" or frontend.normalize == "utterance":
-            raise BadValueError(
-                f"student.history_seconds={seconds:g} trains a student for stateful streaming, "
-                f"but frontend kind={frontend.kind} normalize={frontend.normalize} depends on the "
-                "whole clip: use frontend.normalize=frame, running or none"
-            )
-        self.grid: FrameGrid = frame_grid(student)
-        problem = causal_problem(student)
-        if problem is not None:
-            raise BadValueError(
-                f"student.history_seconds={seconds:g}: in {name} {problem}; a stateful stream "
-                "needs a causal student (student.kwargs.causal=true)"
-            )
+        what = f"student.history_seconds={seconds:g} trains a student for stateful streaming"
+        self.grid: FrameGrid = streaming_grid(student, frontend, what)
         stride = self.grid.stride
         per_second = frontend.sample_rate / frontend.hop_length
         self.frames = max(1, math.ceil(seconds * per_second / stride)) * stride
@@ -65,4 +74,4 @@ class StreamHistory:
         return student.forward_head(self.clip_steps(maps, feats.shape[-1]))
 
 
-__all__ = ["StreamHistory"]
+__all__ = ["StreamHistory", "streaming_grid"]

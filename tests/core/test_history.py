@@ -125,3 +125,19 @@ def test_the_module_trains_with_history_and_evaluates_without(timed: bool) -> No
 def test_history_with_a_loss_on_the_student_time_features_is_refused() -> None:
     with pytest.raises(BadValueError, match="student.history_seconds=1 is not supported"):
         _module(**{"losses.temporal_kd.weight": 0.25})
+
+
+def test_a_saved_student_keeps_its_history_and_the_stateful_note_skips_it(tmp_path) -> None:
+    from distill.deploy.detector_model import load_detector_model
+    from distill.deploy.stream import unseen_history_note
+    from distill.pipeline.artifacts import read_student_info, save_student
+
+    path = tmp_path / "student.safetensors"
+    save_student(_module(), path)
+    assert read_student_info(path)["history_seconds"] == pytest.approx(1.04)  # 13 strides
+    info = load_detector_model(path, activation="softmax").describe()
+    assert info["training_history_seconds"] == pytest.approx(1.04)
+    assert info["training_clip_seconds"] == 1.0
+    stateful = {"mode": "stateful", "window_seconds": 1.0}
+    assert unseen_history_note(info, stateful) is None
+    assert unseen_history_note({**info, "training_history_seconds": 0.0}, stateful)
