@@ -179,7 +179,8 @@ def attach_feature_cache(
         return None
     files = data_files(cfg, datamodule)
     cache = FeatureCache(feature_cache_dir(cfg), feature_fingerprint(cfg, files), files=files)
-    rank, world = distributed_rank()
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    rank, world = distributed_rank(accelerator)
     for split in splits:
         dataset = datamodule.dataset(split)
         draws = variant_draws(dataset)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -17,7 +17,7 @@ from distill.caches.fingerprint import data_files, fingerprint, setup_key
 from distill.caches.records import FINGERPRINT_PARTS, RecordCache, Rows, StaleCacheError
 from distill.core.losses.registry import loss_needs
 from distill.data.base import collate
-from distill.distributed import barrier, distributed_rank
+from distill.distributed import barrier, compute_device, distributed_rank
 from distill.errors import BadValueError, MissingFileError
 from distill.teachers.base import TeacherOutput
 
@@ -65,12 +65,10 @@ def build_cache(
     Under torchrun / an initialised process group each rank computes a shard of the clips and
     rank 0 merges them.
     """
-    rank, world = distributed_rank()
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    rank, world = distributed_rank(accelerator)
     cache = teacher_cache_for(cfg, teacher, datamodule)
-    if torch.cuda.is_available():
-        device = torch.device("cuda", rank % torch.cuda.device_count())
-    else:
-        device = torch.device("cpu")
+    device = compute_device(accelerator)
     teacher.to(device)
     for split in splits:
         if not rebuild and cache.has(split):

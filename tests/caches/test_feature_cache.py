@@ -120,13 +120,16 @@ def test_fit_from_the_cache_trains_as_from_the_waveforms(
         build_datamodule(cfg.data).dataset("train")
     )
     assert (Path(results.run_dir) / STUDENT_FILE).is_file()
-    # the cached features equal the computed ones (to 1e-4), so the same seed trains the same
+    # the cached features equal the computed ones (to 1e-4), so the same seed trains the same;
+    # on CUDA the fit computes its features on the GPU and convolves in TF32 (measured on an
+    # H200: 2.2e-4 relative), the cache was computed on the CPU
     plain = recipe(tiny_kws_bank, tmp_path)
     plain.data.cache_features = False
     plain.run_dir = str(tmp_path / "runs_without_cache")
     reference = fit(plain)
     assert results.test["test/acc"] == pytest.approx(reference.test["test/acc"])
-    assert results.test["test/task"] == pytest.approx(reference.test["test/task"], rel=1e-4)
+    rel = 1e-3 if torch.cuda.is_available() else 1e-4
+    assert results.test["test/task"] == pytest.approx(reference.test["test/task"], rel=rel)
     assert results.best_val == pytest.approx(reference.best_val)
 
 

@@ -46,7 +46,7 @@ class WeightRecorder(pl.Callback):
         self.after_batch: list[torch.Tensor] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.after_batch.append(first_weight(pl_module.student.state_dict()).clone())
+        self.after_batch.append(first_weight(pl_module.student.state_dict()).to("cpu", copy=True))
 
 
 def first_weight(state: dict[str, torch.Tensor], prefix: str = "") -> torch.Tensor:
