@@ -1,11 +1,12 @@
 """The project's frontend (distill.data.frontend) in operators that export to plain ONNX.
 
 `ExportableFrontend` computes the same features as `Frontend` from a waveform batch with Pad
-(reflect), Conv (the STFT as a strided convolution with a windowed DFT basis: real and imaginary
-rows), element-wise power, a MatMul with the mel matrix, Log, and for MFCC Log10, ReduceMax and
-the DCT matrix; so an exported model needs no Python and no FFT operator. A DFT as a
-convolution costs n_fft x (n_fft + 2) multiply-adds per frame; onnxruntime runs it at about
-1 ms per second of 16 kHz audio on one core (the ONNX STFT operator measured 4x slower).
+(reflect), the STFT power spectrum in convolution and matrix operators, a MatMul with the mel
+matrix, Log, and for MFCC Log10, ReduceMax and the DCT matrix; so an exported model needs no
+Python and no FFT operator. The power spectrum is a two-stage DFT (`distill.deploy.split_dft`:
+a grouped convolution and a MatMul, 51 k multiply-adds per 512-point frame) where n_fft and the
+hop share a factor, else the direct DFT as one strided convolution with a windowed basis
+(n_fft x (n_fft + 2) multiply-adds per frame; the ONNX STFT operator measured 4x slower).
 
 Supported: `kind` logmel or mfcc, any sample rate, n_mels, n_mfcc, n_fft, win_length <= n_fft,
 hop_length, log_offset, `normalize` utterance, frame, running (any `running_seconds`) or none;
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.data.frontend import RUNNING_VARIANCE_FLOOR, Frontend, running_alpha
+from distill.deploy.split_dft import SplitDFTPower, split_plan
 from distill.errors import UsageError
 
 
@@ -53,13 +55,19 @@ def check_frontend(frontend: Frontend) -> None:
         raise UsageError(f"the frontend cannot be exported to ONNX: {'; '.join(bad)}")
 
 
-def dft_basis(frontend: Frontend) -> torch.Tensor:
-    """Conv1d weight (2 * n_freqs, 1, n_fft): the windowed real and imaginary DFT rows, the
-    window zero-padded to n_fft in the centre as torch.stft does."""
+def padded_window(frontend: Frontend) -> torch.Tensor:
+    """The STFT window (n_fft,) in float64, zero-padded to n_fft in the centre as torch.stft
+    does."""
     spec = frontend.mel.spectrogram
     n_fft, win = spec.n_fft, spec.win_length
     left = (n_fft - win) // 2
-    window = F.pad(spec.window.double(), (left, n_fft - win - left))
+    return F.pad(spec.window.double(), (left, n_fft - win - left))
+
+
+def dft_basis(frontend: Frontend) -> torch.Tensor:
+    """Conv1d weight (2 * n_freqs, 1, n_fft): the windowed real and imaginary DFT rows."""
+    n_fft = frontend.mel.spectrogram.n_fft
+    window = padded_window(frontend)
     k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
     t = torch.arange(n_fft, dtype=torch.float64)[None]
     angle = 2 * math.pi * k * t / n_fft
@@ -69,20 +77,30 @@ def dft_basis(frontend: Frontend) -> torch.Tensor:
 
 class LogMelFrames(nn.Module):
     """Log-mel frames (B, n_mels, T) of waveform segments (B, N) that are already padded: frame t
-    covers samples [t * hop, t * hop + n_fft). Shared by the waveform-in and the stateful model."""
+    covers samples [t * hop, t * hop + n_fft). Shared by the waveform-in and the stateful model.
+    The power spectrum is the split DFT of `distill.deploy.split_dft` where the frame and hop
+    allow it (`split=False`, or no fitting factor: the direct DFT basis as one convolution)."""
 
-    def __init__(self, frontend: Frontend) -> None:
+    def __init__(self, frontend: Frontend, split: bool = True) -> None:
         super().__init__()
         check_frontend(frontend)
         mel = frontend.mel if frontend.mfcc is None else frontend.mfcc.MelSpectrogram
         self.hop = mel.spectrogram.hop_length
         self.n_fft = mel.spectrogram.n_fft
         self.n_freqs = self.n_fft // 2 + 1
-        self.register_buffer("basis", dft_basis(frontend), persistent=False)
-        self.register_buffer("fb", mel.mel_scale.fb.detach().clone().float(), persistent=False)
+        fb = mel.mel_scale.fb.detach().clone().float()
+        n2 = split_plan(self.n_fft, self.hop) if split else None
+        self.split = (
+            None if n2 is None else SplitDFTPower(padded_window(frontend), self.hop, n2, fb)
+        )
+        if self.split is None:
+            self.register_buffer("basis", dft_basis(frontend), persistent=False)
+            self.register_buffer("fb", fb, persistent=False)
 
     def power_mel(self, segments: torch.Tensor) -> torch.Tensor:
         """Mel power (B, n_mels, T) of padded segments (B, N)."""
+        if self.split is not None:
+            return self.split(segments)
         spec = F.conv1d(segments[:, None, :], self.basis, stride=self.hop)
         power = spec[:, : self.n_freqs] ** 2 + spec[:, self.n_freqs :] ** 2
         return torch.matmul(power.transpose(1, 2), self.fb).transpose(1, 2)
@@ -212,6 +230,7 @@ __all__ = [
     "WaveformModel",
     "check_frontend",
     "dft_basis",
+    "padded_window",
     "frame_standardise",
     "running_standardise_clip",
 ]
