@@ -30,7 +30,7 @@ def _int8_ops(value: str) -> list[str] | str | None:
 def _with_recipe_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill --format, --int8 and --opset left unset from the run's recipe (`export.*`). A
     waveform or stateful variant is ONNX whatever the recipe says; a stateful one takes int8
-    from the command line only (its report says int8 is not exported)."""
+    from the command line only (`--int8 --format tflite`: the step with an int8 student)."""
     from distill.deploy.export import recipe_export_settings
 
     recipe = recipe_export_settings(args.target)
@@ -91,13 +91,15 @@ def _export_stream(args: argparse.Namespace) -> int:
             f"--variant {args.variant} writes ONNX (stateful also --format tflite): drop "
             "--format tflite/--int8-io"
         )
-    if args.variant == "stateful" and (args.int8 or args.overrides):
-        raise UsageError("--variant stateful takes neither --int8 nor data overrides")
+    if args.variant == "stateful" and args.overrides:
+        raise UsageError("--variant stateful takes no data overrides")
+    if args.variant == "stateful" and args.int8 and args.format != "tflite":
+        raise UsageError("--variant stateful --int8 writes LiteRT: add --format tflite")
     try:
         if args.variant == "stateful":
             report = es.export_stateful_run(
                 args.target, args.hop, args.window, args.split, opset=args.opset,
-                format=args.format,
+                format=args.format, int8=args.int8,
             )  # fmt: skip
             print(es.format_stream_report("stateful", report))
             return 0
@@ -207,7 +209,8 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         "--int8",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also write int8 (PTQ, and QAT if run); default: the run's recipe export.int8 (off)",
+        help="also write int8 (PTQ, and QAT if run; --variant stateful: the LiteRT step with an "
+        "int8 student); default: the run's recipe export.int8 (off)",
     )
     p.add_argument(
         "--opset",

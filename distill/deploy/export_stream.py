@@ -37,6 +37,7 @@ from distill.pipeline.artifacts import EXPORT_DIR, resolve
 
 REPORT = "export_stream.json"
 PARITY_SECONDS = 20.0  # audio of the stateful parity check
+CALIBRATION_SECONDS = 60.0  # validation audio streamed to calibrate the int8 stateful step
 
 
 def split_waveforms(module: Any, split: str, limit_batches: int | None) -> tuple[list, np.ndarray]:
@@ -129,11 +130,16 @@ def export_stateful_run(
     out_dir: str | Path | None = None,
     opset: int | None = None,
     format: str = "onnx",
+    int8: bool = False,
 ) -> dict[str, Any]:
     """Export and check the run's stateful streaming model as `format` onnx (`opset`: default
-    the recipe's `export.opset`) or tflite (LiteRT; `opset` unused); returns its report."""
+    the recipe's `export.opset`) or tflite (LiteRT; `opset` unused), with `int8` (tflite only)
+    also the step with an int8 student calibrated on the validation split; returns its
+    report."""
     if format not in ("onnx", "tflite"):
         raise BadValueError(f"stateful export format must be onnx or tflite, given {format!r}")
+    if int8 and format != "tflite":
+        raise BadValueError("the int8 stateful step is written as LiteRT only: use --format tflite")
     module, det, run_dir = _load(target)
     out = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
     step = hop_seconds if hop_seconds is not None else step_seconds_for(det)
@@ -162,10 +168,37 @@ def export_stateful_run(
         "parity_seconds": len(wave) / det.sample_rate,
         "tolerance_posterior": STATEFUL_TOLERANCE,
         **parity,
-        "int8": "not exported: the int8 paths cover the features-in student, not the step graph",
+        "int8": _stateful_int8(module, det, out, step, window_seconds, extra, wave)
+        if int8
+        else "not exported: pass --int8 with --format tflite",
     }
     _write(out, "stateful" if format == "onnx" else "stateful_tflite", report)
     return report
+
+
+def _stateful_int8(
+    module: Any, det: Any, out: Path, step: float, window: float | None, extra: dict, wave: Any
+) -> dict[str, Any]:
+    """Write the int8-student stateful `.tflite`, calibrated on the validation split's clips
+    played in order, and compare its stream with PyTorch's float stream over `wave`."""
+    from distill.deploy.litert_stream import stateful_tflite_parity
+    from distill.deploy.litert_stream_int8 import export_stateful_tflite_int8
+
+    calibration = _parity_stream(module, "val", int(CALIBRATION_SECONDS * det.sample_rate))
+    path = export_stateful_tflite_int8(
+        det, out / "student_stateful_int8.tflite", calibration, step, window, extra,
+        calibration_source="the val split's clips played in order",
+    )  # fmt: skip
+    parity = stateful_tflite_parity(det, path, wave)
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "calibration_split": "val",
+        "calibration_seconds": len(calibration) / det.sample_rate,
+        "max_abs_posterior_diff_vs_float": parity["max_abs_posterior_diff"],
+        "argmax_agreement_with_float": parity["argmax_agreement"],
+        "hops": parity["hops"],
+    }
 
 
 def _parity_stream(module: Any, split: str, samples: int) -> np.ndarray:
@@ -192,12 +225,21 @@ def _write(out: Path, variant: str, report: dict[str, Any]) -> None:
 def format_stream_report(variant: str, report: dict[str, Any]) -> str:
     """Human-readable lines for `export_waveform_run` / `export_stateful_run` reports."""
     if variant == "stateful":
-        return (
+        line = (
             f"stateful {report['bytes'] / 1024:8.1f} KB  step {report['hop_seconds']:g} s, "
             f"window {report['window_seconds']:g} s, max |posterior diff| vs PyTorch stream "
             f"{report['max_abs_posterior_diff']:.2g} over {report['parity_seconds']:g} s  -> "
             f"{report['path']}"
         )
+        q = report.get("int8")
+        if isinstance(q, dict):
+            line += (
+                f"\nint8     {q['bytes'] / 1024:8.1f} KB  student int8, frontend float; against "
+                f"the float stream: max |posterior diff| {q['max_abs_posterior_diff_vs_float']:.2g}"
+                f", argmax agreement {q['argmax_agreement_with_float']:.2%} of {q['hops']} hops "
+                f"(calibrated on {q['calibration_seconds']:g} s of val)  -> {q['path']}"
+            )
+        return line
     lines = [f"waveform-in models checked on {report['clips']} {report['split']} clips"]
     for name, e in report["files"].items():
         parts = [f"{name:10s} {e['bytes'] / 1024:8.1f} KB"]

@@ -80,10 +80,14 @@ def convert_float(
 
 
 def convert_module(
-    module: nn.Module, args: tuple, kwargs: dict[str, torch.Tensor] | None = None
+    module: nn.Module,
+    args: tuple,
+    kwargs: dict[str, torch.Tensor] | None = None,
+    short_names: bool = True,
 ) -> bytes:
     """The float flatbuffer of an eval-mode module for these example inputs (static shapes),
-    tensors named `t<index>`; keyword inputs keep their names in the signature."""
+    tensors named `t<index>` (with `short_names=False`, litert-torch's module-path names);
+    keyword inputs keep their names in the signature."""
     require_litert()
     import litert_torch
 
@@ -96,10 +100,10 @@ def convert_module(
             content = model.model_content()
     finally:
         litert_torch.config.show_progress = shown
-    return _short_names(content)
+    return short_tensor_names(content) if short_names else content
 
 
-def _short_names(model_bytes: bytes) -> bytes:
+def short_tensor_names(model_bytes: bytes) -> bytes:
     """The flatbuffer with tensor names `t<index>` and no description: litert-torch names each
     tensor by its module path, which made up 60 % of a BC-ResNet-1 file."""
     from ai_edge_litert.tools import flatbuffer_utils
@@ -141,7 +145,7 @@ def quantize_int8(
         result = q.quantize(ranges, enable_progress_report=False)
     int8_path = Path(int8_path)
     with atomic_path(int8_path) as tmp:
-        tmp.write_bytes(_short_names(bytes(result.quantized_model)))
+        tmp.write_bytes(short_tensor_names(bytes(result.quantized_model)))
     return int8_path
 
 
@@ -384,5 +388,6 @@ __all__ = [
     "quantize_int8",
     "require_litert",
     "run_tflite",
+    "short_tensor_names",
     "tflite_latency",
 ]

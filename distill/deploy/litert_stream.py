@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distill.deploy.litert import convert_module, require_litert
+from distill.deploy.litert import convert_module, require_litert, short_tensor_names
 from distill.deploy.onnx_detector import OnnxStatefulDetector, StatefulRunner
 from distill.deploy.onnx_stream import (
     DEFAULT_STEP_SECONDS,
@@ -77,6 +78,65 @@ def _rename_and_describe(content: bytes, names: list[str], meta: dict[str, str])
     return bytes(fu.convert_object_to_bytearray(model))
 
 
+@dataclass
+class ConvertedStep:
+    """One stateful step converted to LiteRT (float, litert-torch's long tensor names), with
+    what its metadata and calibration need."""
+
+    content: bytes
+    named: _NamedStep
+    states: dict[str, torch.Tensor]  # zero states keyed by the pre-rename input names
+    names: list[str]  # state names, in input order
+    specs: list[tuple[str, tuple[int, ...]]]
+    step_samples: int
+    window: float
+
+
+def convert_step(
+    det: Any, step_seconds: float = DEFAULT_STEP_SECONDS, window_seconds: float | None = None
+) -> ConvertedStep:
+    """The stateful step of a `StudentDetector` that can stream statefully, converted."""
+    require_litert()
+    step_samples, window = stateful_sizes(det, step_seconds, window_seconds)
+    sr = det.sample_rate
+    with one_thread():
+        step, specs = build_step_model(
+            det.student, det.frontend, round(window * sr), step_samples, channels_last=True
+        )
+    names = [n for n, _ in specs]
+    states = {
+        f"state_in_{i}": torch.zeros(shape, dtype=torch.int32 if n == "step" else torch.float32)
+        for i, (n, shape) in enumerate(specs)
+    }
+    named = _NamedStep(step, len(names)).eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The tensor attributes", category=UserWarning)
+        content = convert_module(named, (torch.zeros(1, step_samples),), states, short_names=False)
+    return ConvertedStep(content, named, states, names, specs, step_samples, window)
+
+
+def write_step(
+    det: Any,
+    converted: ConvertedStep,
+    content: bytes,
+    path: str | Path,
+    extra_meta: dict[str, Any] | None = None,
+    variant_meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a converted (or quantized) step with short tensor names, the ONNX model's
+    signature names and the `distill` metadata (`extra_meta` as for ONNX, `variant_meta` for
+    what only this file is, e.g. int8)."""
+    c = converted
+    shared = stateful_extra(det, c.named.step.plan, c.specs, c.step_samples, c.window, "int32",
+                            extra_meta)  # fmt: skip
+    meta = metadata(det, "stateful", {"runtime": "LiteRT", **shared, **(variant_meta or {})})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_rename_and_describe(short_tensor_names(content), c.names, meta))
+    return path
+
+
 def export_stateful_tflite(
     det: Any,
     path: str | Path,
@@ -87,30 +147,8 @@ def export_stateful_tflite(
     """Write the stateful streaming `.tflite` (float) of a `StudentDetector` that can stream
     statefully: one step of `step_seconds` audio per call, pooling over `window_seconds`
     (default: the training window)."""
-    require_litert()
-    step_samples, window = stateful_sizes(det, step_seconds, window_seconds)
-    sr = det.sample_rate
-    with one_thread():
-        step, specs = build_step_model(
-            det.student, det.frontend, round(window * sr), step_samples, channels_last=True
-        )
-    names = [n for n, _ in specs]
-    dtypes = {n: "int32" if n == "step" else "float32" for n in names}
-    states = {
-        f"state_in_{i}": torch.zeros(shape, dtype=getattr(torch, dtypes[n]))
-        for i, (n, shape) in enumerate(specs)
-    }
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The tensor attributes", category=UserWarning)
-        named = _NamedStep(step, len(names))
-        content = convert_module(named, (torch.zeros(1, step_samples),), states)
-    shared = stateful_extra(det, step.plan, specs, step_samples, window, "int32", extra_meta)
-    extra = {"runtime": "LiteRT", **shared}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(_rename_and_describe(content, names, metadata(det, "stateful", extra)))
-    return path
+    converted = convert_step(det, step_seconds, window_seconds)
+    return write_step(det, converted, converted.content, path, extra_meta)
 
 
 def read_tflite_metadata(path: str | Path) -> dict[str, Any]:
@@ -215,9 +253,12 @@ def stateful_tflite_parity(det: Any, path: str | Path, wave: np.ndarray) -> dict
 
 
 __all__ = [
+    "ConvertedStep",
     "LiteRTStatefulDetector",
     "LiteRTStatefulRunner",
+    "convert_step",
     "export_stateful_tflite",
     "read_tflite_metadata",
     "stateful_tflite_parity",
+    "write_step",
 ]

@@ -222,3 +222,67 @@ def test_export_command_writes_the_stateful_tflite_and_detect_runs_it(
     record = json.loads((found / "detections.json").read_text())
     assert record["model"]["backend"] == "LiteRT"
     assert main(["export", str(causal_run), "--variant", "waveform", "--format", "tflite"]) == 2
+
+
+def _op_types(path: Path) -> list[tuple[str, int]]:
+    """(operator name, output tensor type) of every operator of a `.tflite`."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    out = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        out.append((names[builtin], graph.Tensors(op.Outputs(0)).Type()))
+    return out
+
+
+def test_int8_stateful_tflite_has_an_int8_student_and_a_float_frontend(
+    causal_run: Path, tmp_path
+) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    from distill.cli import main
+    from distill.deploy.export_stream import export_stateful_run, format_stream_report
+    from distill.deploy.litert_stream import LiteRTStatefulDetector, read_tflite_metadata
+
+    report = export_stateful_run(causal_run, format="tflite", int8=True)
+    q = report["int8"]
+    path = Path(q["path"])
+    assert path == causal_run / "export" / "student_stateful_int8.tflite" and path.is_file()
+    assert q["bytes"] < 0.7 * report["bytes"] and q["calibration_split"] == "val"
+    assert q["max_abs_posterior_diff_vs_float"] < 0.1 and q["argmax_agreement_with_float"] > 0.5
+    assert "student int8, frontend float" in format_stream_report("stateful", report)
+    ops = _op_types(path)
+    int8, float32 = schema.TensorType.INT8, schema.TensorType.FLOAT32
+    assert ("CONV_2D", int8) in ops and ("CONV_2D", float32) not in ops  # the student
+    assert ("LOG", float32) in ops and ("DEPTHWISE_CONV_2D", float32) in ops  # the frontend
+    meta = read_tflite_metadata(path)
+    assert "frontend float" in meta["int8"] and "val split" in meta["calibration"]
+    # driven as the float file (the parity above streamed it): states float at the boundary
+    states = LiteRTStatefulDetector(path).open_stateful(16000).state_pairs
+    assert len(states) == len(meta["states"])
+    assert main(["export", str(causal_run), "--variant", "stateful", "--int8"]) == 2  # ONNX
+
+
+def test_int8_stateful_refusals(causal_run: Path, tmp_path) -> None:
+    from distill.deploy.export_stream import export_stateful_run
+    from distill.deploy.litert_stream import convert_step
+    from distill.deploy.litert_stream_int8 import (
+        FrontendQuantizedError,
+        _check_frontend_float,
+        step_calibration,
+    )
+    from distill.errors import BadValueError
+
+    with pytest.raises(BadValueError, match="LiteRT only: use --format tflite"):
+        export_stateful_run(causal_run, format="onnx", int8=True)
+    converted = convert_step(detector("tc_resnet8", causal=True), 0.08)
+    with pytest.raises(BadValueError, match="at least one step of audio \\(1280 samples\\)"):
+        step_calibration(converted, np.zeros(1000, np.float32))
+    assert len(step_calibration(converted, np.zeros(2600, np.float32))) == 2
+    with pytest.raises(FrontendQuantizedError, match="names changed"):
+        _check_frontend_float(litert.short_tensor_names(converted.content))

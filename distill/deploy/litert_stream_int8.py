@@ -1,0 +1,142 @@
+"""The stateful streaming `.tflite` with an int8 student: the student's operators full-integer
+(int8 weights and activations, ai-edge-quantizer's static recipe, min-max ranges), the
+frontend float.
+
+The frontend stays float because its values span many decades before the log (the power
+spectrum of silence and of a shout in one tensor): one int8 scale cannot hold them. The states
+stay float at the file's boundary (each is quantized on entry and dequantized on exit), so the
+file is driven exactly as the float one (`LiteRTStatefulDetector`). Activation ranges come from
+the float step run over calibration audio (the run's validation clips played one after
+another, never the test split): every step's inputs, states included, as the stream feeds them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.deploy.litert import calibrate_min_max
+from distill.deploy.litert_stream import ConvertedStep, convert_step, write_step
+from distill.deploy.onnx_stream import DEFAULT_STEP_SECONDS
+from distill.errors import BadValueError, DistillError
+
+FRONTEND_PATTERN = ".*StepFrontend.*"  # litert-torch's tensor names carry the module path
+
+
+class FrontendQuantizedError(DistillError, RuntimeError):
+    """The quantizer turned a frontend operator into int8 (its tensor names changed)."""
+
+
+def step_calibration(converted: ConvertedStep, wave: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """The inputs of every whole step of `wave` (mono float32) as the float step sees them in a
+    stream from zero states, keyed by the converted signature's names."""
+    c = converted
+    if wave.size < c.step_samples:
+        raise BadValueError(
+            f"int8 calibration needs at least one step of audio ({c.step_samples} samples); "
+            f"got {wave.size}"
+        )
+    states = dict(c.states)
+    inputs = []
+    with torch.no_grad():
+        for lo in range(0, wave.size - c.step_samples + 1, c.step_samples):
+            samples = torch.from_numpy(np.ascontiguousarray(wave[None, lo : lo + c.step_samples]))
+            inputs.append({"args_0": samples.numpy(), **{k: v.numpy() for k, v in states.items()}})
+            out = c.named(samples, **states)
+            states = {k: out[k.replace("state_in", "state_out")].to(v.dtype)
+                      for k, v in states.items()}  # fmt: skip
+    return inputs
+
+
+def quantize_step(converted: ConvertedStep, calibration: list[dict[str, np.ndarray]]) -> bytes:
+    """The converted step with its student int8 and its frontend float (long tensor names)."""
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "step.tflite"
+        float_path.write_bytes(converted.content)
+        q = quantizer.Quantizer(str(float_path))
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        no = AlgorithmName.NO_QUANTIZE
+        for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+            q.update_quantization_recipe(".*", op, algorithm_key=no)
+        q.update_quantization_recipe(
+            FRONTEND_PATTERN, qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=no
+        )
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")  # progress bars and preserve-all-tensors chatter
+            ranges = calibrate_min_max(q, float_path, calibration)
+            content = bytes(q.quantize(ranges, enable_progress_report=False).quantized_model)
+    _check_frontend_float(content)
+    return content
+
+
+def _check_frontend_float(content: bytes) -> None:
+    """Refuse a step whose frontend operators (named by `FRONTEND_PATTERN`) came out int8; the
+    QUANTIZE that hands the features to the int8 student is the boundary, not the frontend."""
+    import re
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    pattern = re.compile(FRONTEND_PATTERN)
+    found = 0
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.QUANTIZE:
+            continue
+        tensor = graph.Tensors(op.Outputs(0))
+        if pattern.match(tensor.Name().decode()):
+            found += 1
+            if tensor.Type() == schema.TensorType.INT8:
+                raise FrontendQuantizedError(
+                    f"int8 step: frontend operator {i} came out int8 ({tensor.Name().decode()})"
+                )
+    if not found:
+        raise FrontendQuantizedError(
+            f"int8 step: no operator output matches {FRONTEND_PATTERN!r}; the converter's tensor "
+            "names changed, so the frontend cannot be kept float"
+        )
+
+
+def export_stateful_tflite_int8(
+    det: Any,
+    path: str | Path,
+    calibration_wave: np.ndarray,
+    step_seconds: float = DEFAULT_STEP_SECONDS,
+    window_seconds: float | None = None,
+    extra_meta: dict[str, Any] | None = None,
+    calibration_source: str = "given audio",
+) -> Path:
+    """Write the stateful `.tflite` of a `StudentDetector` with its student int8 and its
+    frontend float, activation ranges from `calibration_wave` (mono float32 at the model's
+    sample rate, streamed step by step from zero states)."""
+    converted = convert_step(det, step_seconds, window_seconds)
+    calibration = step_calibration(converted, np.asarray(calibration_wave, np.float32).reshape(-1))
+    content = quantize_step(converted, calibration)
+    seconds = len(calibration) * converted.step_samples / det.sample_rate
+    variant = {
+        "int8": "student int8 (weights and activations, min-max ranges), frontend float, "
+        "states float at the inputs and outputs",
+        "calibration": f"{calibration_source}: {len(calibration)} steps ({seconds:g} s)",
+    }
+    return write_step(det, converted, content, path, extra_meta, variant)
+
+
+__all__ = [
+    "FRONTEND_PATTERN",
+    "FrontendQuantizedError",
+    "export_stateful_tflite_int8",
+    "quantize_step",
+    "step_calibration",
+]
