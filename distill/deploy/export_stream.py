@@ -148,8 +148,9 @@ def export_stateful_run(
     if format == "tflite":
         from distill.deploy import litert_stream
 
-        path = litert_stream.export_stateful_tflite(
-            det, out / "student_stateful.tflite", step, window_seconds, extra_meta=extra
+        converted = litert_stream.convert_step(det, step, window_seconds)  # float and int8
+        path = litert_stream.write_step(
+            det, converted, converted.content, out / "student_stateful.tflite", extra
         )
         parity = litert_stream.stateful_tflite_parity(det, path, wave)
     else:
@@ -168,7 +169,7 @@ def export_stateful_run(
         "parity_seconds": len(wave) / det.sample_rate,
         "tolerance_posterior": STATEFUL_TOLERANCE,
         **parity,
-        "int8": _stateful_int8(module, det, out, step, window_seconds, extra, wave)
+        "int8": _stateful_int8(module, det, converted, out, extra, wave)
         if int8
         else "not exported: pass --int8 with --format tflite",
     }
@@ -177,16 +178,17 @@ def export_stateful_run(
 
 
 def _stateful_int8(
-    module: Any, det: Any, out: Path, step: float, window: float | None, extra: dict, wave: Any
+    module: Any, det: Any, converted: Any, out: Path, extra: dict, wave: Any
 ) -> dict[str, Any]:
-    """Write the int8-student stateful `.tflite`, calibrated on the validation split's clips
-    played in order, and compare its stream with PyTorch's float stream over `wave`."""
+    """Write the int8-student stateful `.tflite` of the `converted` step, calibrated on the
+    validation split's clips played in order, and compare its stream with PyTorch's float
+    stream over `wave`."""
     from distill.deploy.litert_stream import stateful_tflite_parity
-    from distill.deploy.litert_stream_int8 import export_stateful_tflite_int8
+    from distill.deploy.litert_stream_int8 import write_stateful_int8
 
     calibration = _parity_stream(module, "val", int(CALIBRATION_SECONDS * det.sample_rate))
-    path = export_stateful_tflite_int8(
-        det, out / "student_stateful_int8.tflite", calibration, step, window, extra,
+    path = write_stateful_int8(
+        det, converted, out / "student_stateful_int8.tflite", calibration, extra,
         calibration_source="the val split's clips played in order",
     )  # fmt: skip
     parity = stateful_tflite_parity(det, path, wave)

@@ -24,6 +24,7 @@ import torch
 
 from distill.deploy.litert import calibrate_min_max
 from distill.deploy.litert_stream import ConvertedStep, convert_step, write_step
+from distill.deploy.memory import op_names
 from distill.deploy.onnx_stream import DEFAULT_STEP_SECONDS
 from distill.errors import BadValueError, DistillError
 
@@ -87,13 +88,12 @@ def _check_frontend_float(content: bytes) -> None:
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(content, 0)
-    graph = model.Subgraphs(0)
+    graph, names = model.Subgraphs(0), op_names(model)
     pattern = re.compile(FRONTEND_PATTERN)
     found = 0
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.QUANTIZE:
+        if names[op.OpcodeIndex()] == "QUANTIZE":
             continue
         tensor = graph.Tensors(op.Outputs(0))
         if pattern.match(tensor.Name().decode()):
@@ -109,20 +109,19 @@ def _check_frontend_float(content: bytes) -> None:
         )
 
 
-def export_stateful_tflite_int8(
+def write_stateful_int8(
     det: Any,
+    converted: ConvertedStep,
     path: str | Path,
     calibration_wave: np.ndarray,
-    step_seconds: float = DEFAULT_STEP_SECONDS,
-    window_seconds: float | None = None,
     extra_meta: dict[str, Any] | None = None,
     calibration_source: str = "given audio",
 ) -> Path:
-    """Write the stateful `.tflite` of a `StudentDetector` with its student int8 and its
-    frontend float, activation ranges from `calibration_wave` (mono float32 at the model's
-    sample rate, streamed step by step from zero states)."""
-    converted = convert_step(det, step_seconds, window_seconds)
-    calibration = step_calibration(converted, np.asarray(calibration_wave, np.float32).reshape(-1))
+    """Write a converted step with its student int8 and its frontend float, activation ranges
+    from `calibration_wave` (mono float32 at the model's sample rate, streamed step by step
+    from zero states)."""
+    wave = np.asarray(calibration_wave, np.float32).reshape(-1)
+    calibration = step_calibration(converted, wave)
     content = quantize_step(converted, calibration)
     seconds = len(calibration) * converted.step_samples / det.sample_rate
     variant = {
@@ -133,10 +132,27 @@ def export_stateful_tflite_int8(
     return write_step(det, converted, content, path, extra_meta, variant)
 
 
+def export_stateful_tflite_int8(
+    det: Any,
+    path: str | Path,
+    calibration_wave: np.ndarray,
+    step_seconds: float = DEFAULT_STEP_SECONDS,
+    window_seconds: float | None = None,
+    extra_meta: dict[str, Any] | None = None,
+    calibration_source: str = "given audio",
+) -> Path:
+    """Write the stateful `.tflite` of a `StudentDetector` with its student int8 and its
+    frontend float (`write_stateful_int8` of its converted step)."""
+    converted = convert_step(det, step_seconds, window_seconds)
+    return write_stateful_int8(det, converted, path, calibration_wave, extra_meta,
+                               calibration_source)  # fmt: skip
+
+
 __all__ = [
     "FRONTEND_PATTERN",
     "FrontendQuantizedError",
     "export_stateful_tflite_int8",
     "quantize_step",
     "step_calibration",
+    "write_stateful_int8",
 ]

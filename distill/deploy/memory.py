@@ -61,7 +61,9 @@ def peak_live_bytes(
     return int(alive[at]), at
 
 
-def _op_names(model: Any) -> list[str]:
+def op_names(model: Any) -> list[str]:
+    """The operator name of every operator code of a parsed `.tflite` (`schema.Model`), in
+    operator-code order (custom operators by their custom code)."""
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -99,7 +101,7 @@ def memory_budget(path: str | Path) -> dict[str, Any]:
     graph = model.Subgraphs(0)
     tensors = [graph.Tensors(i) for i in range(graph.TensorsLength())]
     sizes = [_tensor_bytes(model, t) for t in tensors]
-    names = _op_names(model)
+    names = op_names(model)
     ops, kinds = [], []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
@@ -131,4 +133,4 @@ def format_budget(name: str, budget: dict[str, Any]) -> str:
     )
 
 
-__all__ = ["DTYPE_BYTES", "format_budget", "memory_budget", "peak_live_bytes"]
+__all__ = ["DTYPE_BYTES", "format_budget", "memory_budget", "op_names", "peak_live_bytes"]

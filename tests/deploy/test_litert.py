@@ -110,7 +110,7 @@ def test_peak_live_bytes_hand_count() -> None:
 def test_memory_budget_matches_hand_count(tmp_path: Path) -> None:
     from ai_edge_litert import schema_py_generated as schema
 
-    from distill.deploy.memory import _op_names, memory_budget
+    from distill.deploy.memory import memory_budget, op_names
 
     torch.manual_seed(0)
     float_path = litert.convert_float(_Tiny().eval(), tmp_path / "f.tflite", 2, 4)
@@ -119,7 +119,7 @@ def test_memory_budget_matches_hand_count(tmp_path: Path) -> None:
 
     def op_list(path: Path) -> list[str]:
         model = schema.Model.GetRootAs(path.read_bytes(), 0)
-        graph, names = model.Subgraphs(0), _op_names(model)
+        graph, names = model.Subgraphs(0), op_names(model)
         return [names[graph.Operators(i).OpcodeIndex()] for i in range(graph.OperatorsLength())]
 
     fc = "FULLY_CONNECTED"

@@ -228,16 +228,12 @@ def _op_types(path: Path) -> list[tuple[str, int]]:
     """(operator name, output tensor type) of every operator of a `.tflite`."""
     from ai_edge_litert import schema_py_generated as schema
 
+    from distill.deploy.memory import op_names
+
     model = schema.Model.GetRootAs(path.read_bytes(), 0)
-    graph = model.Subgraphs(0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    out = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        out.append((names[builtin], graph.Tensors(op.Outputs(0)).Type()))
-    return out
+    graph, names = model.Subgraphs(0), op_names(model)
+    ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+    return [(names[op.OpcodeIndex()], graph.Tensors(op.Outputs(0)).Type()) for op in ops]
 
 
 def test_int8_stateful_tflite_has_an_int8_student_and_a_float_frontend(
