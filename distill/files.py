@@ -9,7 +9,7 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -242,13 +242,18 @@ _HELD: weakref.WeakValueDictionary[str, FolderLock] = weakref.WeakValueDictionar
 
 
 def lock_folder(
-    folder: str | Path, what: str = "folder", wait_seconds: float = 0.0, poll_seconds: float = 0.5
+    folder: str | Path,
+    what: str = "folder",
+    wait_seconds: float = 0.0,
+    poll_seconds: float = 0.5,
+    notify: Callable[[str], None] | None = None,
 ) -> FolderLock:
     """Hold the folder's lock (see FolderLock) for as long as the returned object lives.
 
     Within one process the lock is shared: asking again for a folder this process already holds
     returns the same lock. Another process asking gets FolderLockedError naming this PID, at once
-    or, with `wait_seconds`, once it has waited that long for the holder to let go.
+    or, with `wait_seconds`, once it has waited that long for the holder to let go; `notify`
+    is then told once, with the holder named, that the caller is waiting.
     """
     key = os.path.realpath(folder)
     held = _HELD.get(key)
@@ -262,6 +267,12 @@ def lock_folder(
         except FolderLockedError:
             if time.monotonic() >= deadline:
                 raise
+            if notify is not None:
+                notify(
+                    f"{what} {folder} is in use by process {lock_holder(folder)}: waiting up "
+                    f"to {wait_seconds:g} s for it to finish"
+                )
+                notify = None
             time.sleep(poll_seconds)
     _HELD[key] = lock
     return lock

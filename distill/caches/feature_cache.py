@@ -14,6 +14,7 @@ split is built, a stale one is refused naming the files that changed (`distill c
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from distill.data.base import ClipDataset, collate
 from distill.data.frontend import Frontend
 from distill.distributed import barrier, distributed_rank
 from distill.errors import BadValueError
+from distill.files import lock_folder
 
 SPLITS = ("train", "validation", "test")
+LOCK_WAIT_SECONDS = 3600.0  # a build of a large bank takes minutes
 
 
 class FeatureCache(RecordCache):
@@ -164,6 +167,10 @@ class CachedFeatures(Dataset):
         }
 
 
+def _say(message: str) -> None:
+    print(f"distill: {message}", file=sys.stderr, flush=True)
+
+
 def attach_feature_cache(
     cfg: DictConfig,
     datamodule: Any,
@@ -173,8 +180,9 @@ def attach_feature_cache(
 ) -> FeatureCache | None:
     """With `data.cache_features`, build what is missing (everything with `rebuild`) and let
     the datamodule's loaders serve cached features; None when the option is off. A stale split
-    (data files, crop/mixing or frontend changed) is refused naming what changed. Under DDP
-    rank 0 builds, the others wait."""
+    (data files, crop/mixing or frontend changed) is refused naming what changed. A build of
+    the same cache by another run is waited for, then used; under DDP rank 0 builds, the others
+    wait."""
     if not cfg.data.cache_features:
         return None
     files = data_files(cfg, datamodule)
@@ -184,10 +192,13 @@ def attach_feature_cache(
     for split in splits:
         dataset = datamodule.dataset(split)
         draws = variant_draws(dataset)
-        records, index = cache.paths(split)
-        if rank == 0 and (rebuild or not (records.is_file() and index.is_file())):
-            total = len(draws) * len(dataset)
-            cache.write_rows(split, _rows(dataset, frontend, draws, cfg), total)
+        if rank == 0:
+            # another run building this cache: wait for it, then use what it wrote
+            with lock_folder(cache.directory, cache.what, LOCK_WAIT_SECONDS, notify=_say):
+                records, index = cache.paths(split)
+                if rebuild or not (records.is_file() and index.is_file()):
+                    total = len(draws) * len(dataset)
+                    cache.write_rows(split, _rows(dataset, frontend, draws, cfg), total)
         barrier(world)
         index = cache.check(split)
         datamodule.serve(split, CachedFeatures(dataset, cache.paths(split)[0], index["clip_ids"]))

@@ -171,3 +171,48 @@ def test_building_leaves_the_global_rng_alone(tiny_kws_bank: Path, tmp_path: Pat
     state = torch.random.get_rng_state()
     attach_feature_cache(cfg, build_datamodule(cfg.data), build_frontend(cfg.frontend))
     assert torch.equal(torch.random.get_rng_state(), state)  # SpecAugment draws stay the same
+
+
+HOLD_CACHE = """
+import sys
+from distill.files import lock_folder
+lock = lock_folder(sys.argv[1], "feature cache")
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_a_build_by_another_run_is_waited_for_then_used(
+    tiny_kws_bank: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    cfg = recipe(tiny_kws_bank, tmp_path)
+    attach_feature_cache(cfg, build_datamodule(cfg.data), build_frontend(cfg.frontend), ("test",))
+    records = FeatureCache(feature_cache_dir(cfg), feature_fingerprint(cfg)).paths("test")[0]
+    written = records.stat().st_mtime_ns
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_CACHE, str(feature_cache_dir(cfg))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        timer = threading.Timer(1.0, holder.stdin.close)  # the other run finishes meanwhile
+        timer.start()
+        dm = build_datamodule(cfg.data)
+        cache = attach_feature_cache(cfg, dm, build_frontend(cfg.frontend), ("test",))
+        timer.join()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=60)
+    err = capsys.readouterr().err
+    assert f"is in use by process {holder.pid}: waiting up to 3600 s" in err
+    assert err.count("waiting up to") == 1  # said once, not every poll
+    assert cache is not None and cache.has("test")
+    assert records.stat().st_mtime_ns == written  # used what was there, not built again
