@@ -99,6 +99,7 @@ class StudentConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     # seconds of other clips heard before each training clip, not scored (stateful streaming)
     history_seconds: float = ranged(0.0, NON_NEGATIVE)
+    history_from: str = "batch"  # batch: any clip of the batch | fillers: _unknown_/_silence_
 
 
 @dataclass

@@ -21,6 +21,7 @@ from distill.core.losses.registry import loss_needs, terms_needing
 from distill.core.optim import build_optimizer
 from distill.core.teacher_source import OnlineTeacher, TeacherSource
 from distill.data.augment import build_specaugment
+from distill.data.base import SILENCE, UNKNOWN
 from distill.data.frontend import build_frontend
 from distill.errors import BadValueError, UsageError
 from distill.students.registry import dotted_name
@@ -136,7 +137,13 @@ class DistillModule(ClassifierModule):
                 "the student's time features or attention (temporal_kd, hint, "
                 "attention_transfer): set their weights to 0, or student.history_seconds=0"
             )
-        return StreamHistory(self.student, self.frontend, seconds)
+        source = str(OmegaConf.select(cfg, "student.history_from", default="batch"))
+        if source == "fillers" and self.task != "single_label":
+            raise BadValueError(
+                f"student.history_from=fillers needs single-label classes, the task is {self.task}"
+            )
+        fillers = [i for i, name in enumerate(self.class_names) if name in (UNKNOWN, SILENCE)]
+        return StreamHistory(self.student, self.frontend, seconds, source, fillers)
 
     @property
     def history_seconds(self) -> float:
@@ -255,7 +262,9 @@ class DistillModule(ClassifierModule):
         if split == "train" and self.specaugment is not None:
             feats = self.specaugment(feats)
         frame_logits = step_seconds = None
-        history = self._history if split == "train" else None
+        history = None
+        if split == "train" and self._history is not None:
+            history = self._history.for_batch(batch["label"])
         if self._frames is not None:
             logits, frame_logits, step_seconds = self._frames(self.student, feats, history)
         elif "frames" in self.aux.needs:

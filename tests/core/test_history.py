@@ -141,3 +141,44 @@ def test_a_saved_student_keeps_its_history_and_the_stateful_note_skips_it(tmp_pa
     stateful = {"mode": "stateful", "window_seconds": 1.0}
     assert unseen_history_note(info, stateful) is None
     assert unseen_history_note({**info, "training_history_seconds": 0.0}, stateful)
+
+
+def test_history_from_fillers_hears_only_the_non_keyword_clips_before() -> None:
+    model = student(causal=True)
+    history = StreamHistory(model, frontend(), seconds=0.3, source="fillers", filler_classes=[3, 4])
+    assert history.frames == 16  # two strides of 8 frames
+    feats = torch.arange(4 * 2 * 20, dtype=torch.float32).reshape(4, 2, 20)
+    out = history.for_batch(torch.tensor([0, 3, 1, 4])).extend(feats)  # fillers: clips 1, 3
+    # the filler before each clip, taken as a loop: 3, 3, 1, 1 (never a keyword clip)
+    for clip, heard in enumerate([3, 3, 1, 1]):
+        assert torch.equal(out[clip, :, :16], feats[heard, :, 4:])
+        assert torch.equal(out[clip, :, 16:], feats[clip])
+    # no filler in the batch: every clip's history comes from the clip before, as with "batch"
+    alone = history.for_batch(torch.tensor([0, 1, 2, 0])).extend(feats)
+    assert torch.equal(alone, StreamHistory(model, frontend(), seconds=0.3).extend(feats))
+    assert torch.equal(alone[1, :, :16], feats[0, :, 4:])
+
+
+def test_history_from_fillers_is_refused_without_a_filler_class() -> None:
+    with pytest.raises(BadValueError, match="history_from must be one of"):
+        StreamHistory(student(causal=True), frontend(), 1.0, source="noise")
+    with pytest.raises(BadValueError, match="history_from=fillers needs a non-keyword class"):
+        StreamHistory(student(causal=True), frontend(), 1.0, source="fillers")
+
+
+def test_the_module_trains_with_history_from_fillers() -> None:
+    module = _module(**{"student.history_from": "fillers"})
+    assert module._history.filler_classes == [2, 3]
+    labels = torch.tensor([0, 2, 1, 3])
+    batch = {"waveform": torch.randn(4, 16000), "label": labels, "clip_id": "abcd"}
+    module.train()
+    total, inputs, _ = module._step(batch, "train")
+    total.backward()
+    assert torch.isfinite(total) and module.student.fc.weight.grad.abs().sum() > 0
+    module.eval()
+    with torch.no_grad():
+        feats = module.features(batch["waveform"])
+        _, heard, _ = module._step(batch, "train")
+        bound = module._history.for_batch(labels)
+        assert torch.equal(bound.sources, torch.tensor([1, 3]))
+        assert torch.allclose(heard.logits, bound.clip_logits(module.student, feats), atol=1e-5)
