@@ -236,7 +236,8 @@ def format_stream_report(variant: str, report: dict[str, Any]) -> str:
         q = report.get("int8")
         if isinstance(q, dict):
             line += (
-                f"\nint8     {q['bytes'] / 1024:8.1f} KB  student int8, frontend float; against "
+                f"\nint8     {q['bytes'] / 1024:8.1f} KB  student int8, frontend and pooled window "
+                "float; against "
                 f"the float stream: max |posterior diff| {q['max_abs_posterior_diff_vs_float']:.2g}"
                 f", argmax agreement {q['argmax_agreement_with_float']:.2%} of {q['hops']} hops "
                 f"(calibrated on {q['calibration_seconds']:g} s of val)  -> {q['path']}"

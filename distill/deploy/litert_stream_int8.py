@@ -1,9 +1,14 @@
 """The stateful streaming `.tflite` with an int8 student: the student's operators full-integer
 (int8 weights and activations, ai-edge-quantizer's static recipe, min-max ranges), the
-frontend float.
+frontend and the pooled window float.
 
 The frontend stays float because its values span many decades before the log (the power
-spectrum of silence and of a shout in one tensor): one int8 scale cannot hold them. The states
+spectrum of silence and of a shout in one tensor): one int8 scale cannot hold them. Its states
+stay float too (the carried audio, and the running mean and variance of `normalize=running`,
+whose small per-step updates int8 would round away). The pooled window (a masked mean of the
+student's last features over a ring of past steps) stays float: in int8 its sum over the ring
+and the division by the count of steps heard lost the keyword (argmax agreement with float
+26-50 % of hops on a trained 8 s TC-ResNet8, 2026-12-04). The states
 stay float at the file's boundary (each is quantized on entry and dequantized on exit), so the
 file is driven exactly as the float one (`LiteRTStatefulDetector`). Activation ranges come from
 the float step run over calibration audio (the run's validation clips played one after
@@ -22,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.deploy.litert import calibrate_min_max
+from distill.deploy.litert import SIGNATURE, calibrate_min_max
 from distill.deploy.litert_stream import ConvertedStep, convert_step, write_step
 from distill.deploy.memory import op_names
 from distill.deploy.onnx_stream import DEFAULT_STEP_SECONDS
 from distill.errors import BadValueError, DistillError
 
 FRONTEND_PATTERN = ".*StepFrontend.*"  # litert-torch's tensor names carry the module path
+STEP_GLUE_PATTERN = r"StepModel_step;\d+;"  # operators of the step itself, not of a submodule
 
 
 class FrontendQuantizedError(DistillError, RuntimeError):
@@ -69,42 +75,61 @@ def quantize_step(converted: ConvertedStep, calibration: list[dict[str, np.ndarr
         no = AlgorithmName.NO_QUANTIZE
         for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
             q.update_quantization_recipe(".*", op, algorithm_key=no)
-        q.update_quantization_recipe(
-            FRONTEND_PATTERN, qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=no
-        )
+        for pattern in float_patterns(converted):
+            q.update_quantization_recipe(
+                pattern, qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=no
+            )
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")  # progress bars and preserve-all-tensors chatter
             ranges = calibrate_min_max(q, float_path, calibration)
             content = bytes(q.quantize(ranges, enable_progress_report=False).quantized_model)
-    _check_frontend_float(content)
+    _check_frontend_float(content, float_patterns(converted))
     return content
 
 
-def _check_frontend_float(content: bytes) -> None:
-    """Refuse a step whose frontend operators (named by `FRONTEND_PATTERN`) came out int8; the
-    QUANTIZE that hands the features to the int8 student is the boundary, not the frontend."""
+def float_patterns(converted: ConvertedStep) -> list[str]:
+    """Op-scope patterns (output-tensor names, as the quantizer matches them) of the operators
+    kept float: the frontend (its module path), the step's own operators around the student
+    (the first-step flag and the pooled window: a masked mean over a ring of past steps, whose
+    int8 sum and division lose the keyword), and the outputs of the states that are not the
+    student's (carried audio, running mean and variance, the ring and its counters), which
+    the converter names after the signature."""
+    outputs = [
+        f"{SIGNATURE}_state_out_{i}_output;"
+        for i, name in enumerate(converted.names)
+        if name.split(".")[0] in ("frontend", "ring", "ring_count", "step")
+    ]
+    return [FRONTEND_PATTERN, STEP_GLUE_PATTERN, *outputs]
+
+
+def _check_frontend_float(content: bytes, patterns: list[str]) -> None:
+    """Refuse a step whose frontend operators (outputs named by `patterns`) came out int8, or
+    where a pattern names no operator; the QUANTIZE that hands the features to the int8
+    student is the boundary, not the frontend."""
     import re
 
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(content, 0)
     graph, names = model.Subgraphs(0), op_names(model)
-    pattern = re.compile(FRONTEND_PATTERN)
-    found = 0
+    found = dict.fromkeys(patterns, 0)
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         if names[op.OpcodeIndex()] == "QUANTIZE":
             continue
         tensor = graph.Tensors(op.Outputs(0))
-        if pattern.match(tensor.Name().decode()):
-            found += 1
-            if tensor.Type() == schema.TensorType.INT8:
-                raise FrontendQuantizedError(
-                    f"int8 step: frontend operator {i} came out int8 ({tensor.Name().decode()})"
-                )
-    if not found:
+        name = tensor.Name().decode()
+        for pattern in patterns:
+            if re.search(pattern, f"{name};"):  # as the quantizer matches an op's scope
+                found[pattern] += 1
+                if tensor.Type() == schema.TensorType.INT8:
+                    raise FrontendQuantizedError(
+                        f"int8 step: frontend operator {i} came out int8 ({name})"
+                    )
+    missing = [pattern for pattern, count in found.items() if not count]
+    if missing:
         raise FrontendQuantizedError(
-            f"int8 step: no operator output matches {FRONTEND_PATTERN!r}; the converter's tensor "
+            f"int8 step: no operator output matches {missing[0]!r}; the converter's tensor "
             "names changed, so the frontend cannot be kept float"
         )
 
@@ -125,8 +150,8 @@ def write_stateful_int8(
     content = quantize_step(converted, calibration)
     seconds = len(calibration) * converted.step_samples / det.sample_rate
     variant = {
-        "int8": "student int8 (weights and activations, min-max ranges), frontend float, "
-        "states float at the inputs and outputs",
+        "int8": "student int8 (weights and activations, min-max ranges), frontend and pooled "
+        "window float, states float at the inputs and outputs",
         "calibration": f"{calibration_source}: {len(calibration)} steps ({seconds:g} s)",
     }
     return write_step(det, converted, content, path, extra_meta, variant)
@@ -152,6 +177,7 @@ __all__ = [
     "FRONTEND_PATTERN",
     "FrontendQuantizedError",
     "export_stateful_tflite_int8",
+    "float_patterns",
     "quantize_step",
     "step_calibration",
     "write_stateful_int8",
