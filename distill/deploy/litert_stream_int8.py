@@ -8,11 +8,12 @@ stay float too (the carried audio, and the running mean and variance of `normali
 whose small per-step updates int8 would round away). The pooled window (a masked mean of the
 student's last features over a ring of past steps) stays float: in int8 its sum over the ring
 and the division by the count of steps heard lost the keyword (argmax agreement with float
-26-50 % of hops on a trained 8 s TC-ResNet8, 2026-12-04). The states
-stay float at the file's boundary (each is quantized on entry and dequantized on exit), so the
-file is driven exactly as the float one (`LiteRTStatefulDetector`). Activation ranges come from
-the float step run over calibration audio (the run's validation clips played one after
-another, never the test split): every step's inputs, states included, as the stream feeds them.
+26-50 % of hops on a trained 8 s TC-ResNet8, 2026-12-04). The student's states (its
+convolution buffers) are int8 inside and float at the file's boundary (each is quantized on
+entry and dequantized on exit), so the file is driven exactly as the float one
+(`LiteRTStatefulDetector`). Activation ranges come from the float step run over calibration
+audio (the run's validation clips played one after another, never the test split): every
+step's inputs, states included, as the stream feeds them.
 """
 
 from __future__ import annotations
