@@ -320,3 +320,25 @@ def test_int8_stateful_refusals(causal_run: Path, tmp_path) -> None:
         _check_frontend_float(
             litert.short_tensor_names(converted.content), float_patterns(converted)
         )
+
+
+def test_int8_stateful_outputs_are_graph_outputs_when_a_state_is_a_whole_conv_output(
+    tmp_path,
+) -> None:
+    """At a 0.16 s step a TC-ResNet8 block's carried input is the whole output of the conv
+    before it, which other operators read too: the quantizer made the graph output a
+    requantized copy and left the signature on an int8 tensor LiteRT never fills (the runner
+    failed with "Tensor data is null"); the exported file streams."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    from distill.deploy.litert_stream import stateful_tflite_parity
+    from distill.deploy.litert_stream_int8 import export_stateful_tflite_int8
+
+    det = detector("tc_resnet8", normalize="running", causal=True)
+    wave = np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32) * 0.1
+    path = export_stateful_tflite_int8(det, tmp_path / "step.tflite", wave, step_seconds=0.16)
+    model = fu.read_model_from_bytearray(bytearray(path.read_bytes()))
+    outputs = set(int(i) for i in model.subgraphs[0].outputs)
+    assert all(int(e.tensorIndex) in outputs for e in model.signatureDefs[0].outputs)
+    parity = stateful_tflite_parity(det, path, wave)
+    assert parity["hops"] > 0 and parity["max_abs_posterior_diff"] < 0.1
