@@ -18,10 +18,10 @@ from distill.core.frames import FrameOutputs
 from distill.core.history import StreamHistory
 from distill.core.losses import LossInputs, WeightedLosses, entropy
 from distill.core.losses.registry import loss_needs, terms_needing
+from distill.core.losses.timed import FILLERS
 from distill.core.optim import build_optimizer
 from distill.core.teacher_source import OnlineTeacher, TeacherSource
 from distill.data.augment import build_specaugment
-from distill.data.base import SILENCE, UNKNOWN
 from distill.data.frontend import build_frontend
 from distill.errors import BadValueError, UsageError
 from distill.students.registry import dotted_name
@@ -142,7 +142,7 @@ class DistillModule(ClassifierModule):
             raise BadValueError(
                 f"student.history_from=fillers needs single-label classes, the task is {self.task}"
             )
-        fillers = [i for i, name in enumerate(self.class_names) if name in (UNKNOWN, SILENCE)]
+        fillers = [i for i, name in enumerate(self.class_names) if name in FILLERS]
         return StreamHistory(self.student, self.frontend, seconds, source, fillers)
 
     @property

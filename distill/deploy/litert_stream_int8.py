@@ -36,7 +36,6 @@ from distill.errors import BadValueError, DistillError
 
 FRONTEND_PATTERN = ".*StepFrontend.*"  # litert-torch's tensor names carry the module path
 STEP_GLUE_PATTERN = r"StepModel_step;\d+;"  # operators of the step itself, not of a submodule
-DEQUANTIZE_CODE, QUANTIZE_CODE = 6, 114  # builtin operator codes in the LiteRT schema
 
 
 class FrontendQuantizedError(DistillError, RuntimeError):
@@ -65,7 +64,8 @@ def step_calibration(converted: ConvertedStep, wave: np.ndarray) -> list[dict[st
 
 
 def quantize_step(converted: ConvertedStep, calibration: list[dict[str, np.ndarray]]) -> bytes:
-    """The converted step with its student int8 and its frontend float (long tensor names)."""
+    """The converted step with its student int8 and the operators of `float_patterns` float
+    (long tensor names)."""
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -77,7 +77,8 @@ def quantize_step(converted: ConvertedStep, calibration: list[dict[str, np.ndarr
         no = AlgorithmName.NO_QUANTIZE
         for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
             q.update_quantization_recipe(".*", op, algorithm_key=no)
-        for pattern in float_patterns(converted):
+        kept_float = float_patterns(converted)
+        for pattern in kept_float:
             q.update_quantization_recipe(
                 pattern, qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=no
             )
@@ -86,7 +87,7 @@ def quantize_step(converted: ConvertedStep, calibration: list[dict[str, np.ndarr
             ranges = calibrate_min_max(q, float_path, calibration)
             content = bytes(q.quantize(ranges, enable_progress_report=False).quantized_model)
     content = _outputs_past_dequantize(content)
-    _check_frontend_float(content, float_patterns(converted))
+    _check_frontend_float(content, kept_float)
     return content
 
 
@@ -96,18 +97,19 @@ def _outputs_past_dequantize(content: bytes) -> bytes:
     it while the signature keeps the int8 tensor inside the graph, which LiteRT never
     materialises (a state that is a whole convolution output, e.g. TC-ResNet8 at a 0.16 s step):
     the output becomes the DEQUANTIZE of that tensor instead."""
+    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
+    kinds = op_names(schema.Model.GetRootAs(content, 0))
     model = fu.read_model_from_bytearray(bytearray(content))
-    graph, codes = model.subgraphs[0], model.operatorCodes
+    graph = model.subgraphs[0]
     outputs = [int(i) for i in graph.outputs]
     dequantized, copies = {}, {}  # int8 tensor -> its DEQUANTIZE / requantized copy
     for op in graph.operators:
-        code = codes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        if builtin == DEQUANTIZE_CODE:
+        kind = kinds[op.opcodeIndex]
+        if kind == "DEQUANTIZE":
             dequantized[int(op.inputs[0])] = int(op.outputs[0])
-        elif builtin == QUANTIZE_CODE:
+        elif kind == "QUANTIZE":
             copies[int(op.inputs[0])] = int(op.outputs[0])
     changed = False
     for sig in model.signatureDefs:
@@ -188,7 +190,8 @@ def write_stateful_int8(
     extra_meta: dict[str, Any] | None = None,
     calibration_source: str = "given audio",
 ) -> Path:
-    """Write a converted step with its student int8 and its frontend float, activation ranges
+    """Write a converted step with its student int8 and its frontend and pooled window float,
+    activation ranges
     from `calibration_wave` (mono float32 at the model's sample rate, streamed step by step
     from zero states)."""
     wave = np.asarray(calibration_wave, np.float32).reshape(-1)
@@ -213,7 +216,7 @@ def export_stateful_tflite_int8(
     calibration_source: str = "given audio",
 ) -> Path:
     """Write the stateful `.tflite` of a `StudentDetector` with its student int8 and its
-    frontend float (`write_stateful_int8` of its converted step)."""
+    frontend and pooled window float (`write_stateful_int8` of its converted step)."""
     converted = convert_step(det, step_seconds, window_seconds)
     return write_stateful_int8(det, converted, path, calibration_wave, extra_meta,
                                calibration_source)  # fmt: skip
