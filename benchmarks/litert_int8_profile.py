@@ -3,7 +3,8 @@
 For each student (random weights, random BatchNorm statistics so that the converter cannot fold
 identity norms away, as in trained models; 12 classes, 40 log-mels) it writes four `.tflite`
 files: float and full-integer int8 of the converter's own graph ("plain") and of
-`distill.deploy.litert_patterns.xnnpack_rewrite` ("rewritten"), int8 calibrated on random clips,
+`distill.deploy.litert_patterns.xnnpack_rewrite` ("rewritten"), int8 calibrated on random clips
+(quantized from the int8 graph, `convert_float(for_int8=True)`, as the export does),
 and names the operators LiteRT runs outside XNNPACK. All files are timed in the same
 process, interleaved: one LiteRT interpreter each, batch 1, 1 thread (XNNPACK), `--rounds`
 rounds of `--runs` invokes, the best round; the time is the thread's CPU time, which a busy
@@ -71,7 +72,9 @@ def write_files(name: str, frames: int, out: Path) -> list[Path]:
     paths = []
     for tag, rewrite in (("plain", False), ("rewritten", True)):
         f = litert.convert_float(model, out / f"{name}_{tag}_float.tflite", 40, frames, rewrite)
-        q = litert.quantize_int8(f, out / f"{name}_{tag}_int8.tflite", calib)
+        g = litert.convert_float(model, out / f"{name}_{tag}_graph.tflite", 40, frames, rewrite,
+                                 for_int8=True)  # fmt: skip
+        q = litert.quantize_int8(g, out / f"{name}_{tag}_int8.tflite", calib)
         paths += [f, q]
     return paths
 

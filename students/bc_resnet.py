@@ -23,6 +23,13 @@ from torch import nn
 from distill.errors import BadValueError
 
 
+class FrequencyMean(nn.Module):
+    """(B, C, F, T) -> (B, C, 1, T): the mean over frequency (a module so exports can swap it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=2, keepdim=True)
+
+
 class BCResBlock(nn.Module):
     """y = ReLU(f1(avgpool_F(f2(x))) + f2(x) [+ x unless the width changes])."""
 
@@ -46,6 +53,7 @@ class BCResBlock(nn.Module):
             SubSpectralNorm(c_out, sub_bands),
         ]
         self.f2 = nn.Sequential(*f2)
+        self.frequency_mean = FrequencyMean()
         if causal:
             temporal: nn.Conv2d = CausalConv2d(
                 c_out, c_out, (1, 3), dilation=(1, dilation), groups=c_out, bias=False
@@ -70,7 +78,7 @@ class BCResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         aux = self.f2(x)
-        y = self.f1(aux.mean(dim=2, keepdim=True)) + aux
+        y = self.f1(self.frequency_mean(aux)) + aux
         if not self.transition:
             y = y + x
         return F.relu(y)

@@ -58,11 +58,17 @@ def require_litert() -> None:
 
 
 def convert_float(
-    student: nn.Module, path: str | Path, n_features: int, frames: int, rewrite: bool = True
+    student: nn.Module,
+    path: str | Path,
+    n_features: int,
+    frames: int,
+    rewrite: bool = True,
+    for_int8: bool = False,
 ) -> Path:
     """Write the bare student as a float `.tflite` (features (1, F, T) -> logits (1, C)); with
     `rewrite` (default) the patterns XNNPACK runs slowly in int8 are rewritten first
-    (`distill.deploy.litert_patterns`; the same function, checked)."""
+    (`distill.deploy.litert_patterns`; the same function, checked); `for_int8`: the graph to
+    quantize, which may differ from the float file's where int8 and float kernels disagree."""
     require_litert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +78,7 @@ def convert_float(
     if rewrite:
         from distill.deploy.litert_patterns import xnnpack_rewrite
 
-        student = xnnpack_rewrite(student, n_features, frames)[0]
+        student = xnnpack_rewrite(student, n_features, frames, for_int8)[0]
     content = convert_module(student, (torch.zeros(1, n_features, frames),))
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)
@@ -260,7 +266,7 @@ def export_tflite_run(
         target, split, limit_batches, int8, calib_batches, calib_split, data_overrides, out_dir
     )
     module, feats, labels, out = inputs.module, inputs.feats, inputs.labels, inputs.out
-    n_features, frames, calibration = inputs.n_features, inputs.frames, inputs.calibration
+    n_features, frames = inputs.n_features, inputs.frames
     single = module.task == "single_label"
     files: dict[str, dict[str, Any]] = {}
     known = labels if single else None
@@ -270,17 +276,10 @@ def export_tflite_run(
         files[name]["rewrites"] = xnnpack_rewrite(student, n_features, frames)[1] if rewrite else []
         if int8:
             int8_name = "int8_ptq" if name == "float" else "int8_qat"
-            int8_path = quantize_int8(
-                path, out / f"student_{int8_name}.tflite", calibration, int8_io
-            )
-            files[int8_name] = _int8_entry(int8_path, path, logits, feats, known)
-            files[int8_name]["calibration_clips"] = sum(len(b) for b in calibration)
-            if sqnr_batches > 0:
-                from distill.deploy.litert_error import tflite_activation_sqnr
-
-                files[int8_name]["activation_sqnr_db"] = tflite_activation_sqnr(
-                    path, int8_path, feats[:sqnr_batches]
-                )
+            files[int8_name] = _int8_file(
+                student, out / f"student_{int8_name}.tflite", inputs, logits, rewrite, int8_io,
+                sqnr_batches,
+            )  # fmt: skip
     if single:
         for entry in files.values():
             entry["accuracy_change_vs_float"] = entry["accuracy"] - files["float"]["accuracy"]
@@ -297,6 +296,34 @@ def export_tflite_run(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "export_tflite.json", report)
     return report
+
+
+def _int8_file(
+    student: nn.Module,
+    int8_path: Path,
+    inputs: Any,
+    float_logits: np.ndarray,
+    rewrite: bool,
+    int8_io: bool,
+    sqnr_batches: int,
+) -> dict[str, Any]:
+    """Quantize the student's int8 graph (`convert_float(for_int8=True)`, a float file kept
+    beside the int8 one as `<int8 name>_graph.tflite`) and report it as `_int8_entry` does."""
+    from distill.deploy.litert_patterns import xnnpack_rewrite
+
+    n_features, frames, feats = inputs.n_features, inputs.frames, inputs.feats
+    single = inputs.module.task == "single_label"
+    graph = int8_path.with_name(f"{int8_path.stem}_graph.tflite")
+    convert_float(student, graph, n_features, frames, rewrite, for_int8=True)
+    quantize_int8(graph, int8_path, inputs.calibration, int8_io)
+    entry = _int8_entry(int8_path, graph, float_logits, feats, inputs.labels if single else None)
+    entry["calibration_clips"] = sum(len(b) for b in inputs.calibration)
+    entry["rewrites"] = xnnpack_rewrite(student, n_features, frames, True)[1] if rewrite else []
+    if sqnr_batches > 0:
+        from distill.deploy.litert_error import tflite_activation_sqnr
+
+        entry["activation_sqnr_db"] = tflite_activation_sqnr(graph, int8_path, feats[:sqnr_batches])
+    return entry
 
 
 def _check_options(

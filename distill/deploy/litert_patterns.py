@@ -15,7 +15,15 @@ operators XNNPACK runs fast in int8. Weights, architecture and outputs stay thos
   per-(channel, frequency) scale is a broadcast with an inner dimension of C, slower still. In
   eval mode the norm is an affine map per (channel, sub-band), so `BandConv` runs the
   convolution once per sub-band on that band's input rows with the band's scale and shift folded
-  into its weights and bias, and concatenates the bands along frequency.
+  into its weights and bias, and concatenates the bands along frequency. Where a band has one
+  output row, it reads only real input rows (the kernel taps over zero padding dropped), so the
+  map needs no PAD.
+- `DepthwiseMean` replaces a BC-ResNet frequency mean over 5 or fewer rows in the graph that is
+  quantized (`for_int8`). XNNPACK's int8 MEAN costs about 3 ns per output value on x86 (3-5x
+  float); a depthwise (F x 1) convolution with weights 1/F computes the same mean for less in
+  int8 (about 9 % less int8 time for BC-ResNet-1 on 1 s inputs) and for more in float (about
+  6 % more), so the float file keeps MEAN (`benchmarks/litert_bc_resnet_graphs.py`). Over more
+  rows its int8 kernel is the slower one too, so wider means stay.
 """
 
 from __future__ import annotations
@@ -28,8 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.errors import DistillError
+from distill.students.bc_resnet import FrequencyMean
 from distill.students.subspectral_norm import SubSpectralNorm
 
+MEAN_AS_CONV_ROWS = 5  # frequency means over at most this many rows become DepthwiseMean
 REWRITE_TOLERANCE = 1e-4  # max |output difference| / (1 + max |output|) of the rewritten copy
 
 
@@ -100,12 +110,24 @@ class BandConv(nn.Module):
         n_f = freq_in + self.pads[2] + self.pads[3]
         self.rows = _out_size(n_f, self.kernel[0], self.stride[0], self.dilation[0]) // bands
         self.bands = bands
+        # one output row per band: each band reads only real input rows, the taps that would
+        # fall on zero padding dropped (no PAD operator: 7-13 % less float time, BC-ResNet-1)
+        self.first_rows: list[int] = []
         weight = conv.weight.detach()
         for k in range(bands):
-            self.register_buffer(f"weight{k}", (weight * scale[:, k, None, None, None]).clone())
+            folded = weight * scale[:, k, None, None, None]
+            if self.rows == 1:
+                taps = [k * self.stride[0] - self.pads[2] + i * self.dilation[0]
+                        for i in range(self.kernel[0])]  # fmt: skip
+                keep = [i for i, row in enumerate(taps) if 0 <= row < freq_in]
+                self.first_rows.append(taps[keep[0]])
+                folded = folded[:, :, keep[0] : keep[-1] + 1]
+            self.register_buffer(f"weight{k}", folded.clone())
             self.register_buffer(f"bias{k}", (bias * scale[:, k] + shift[:, k]).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rows == 1:
+            return self._one_row_bands(x)
         x = F.pad(x, self.pads)
         sf, df = self.stride[0], self.dilation[0]
         span = (self.rows - 1) * sf + df * (self.kernel[0] - 1) + 1  # input rows of one band
@@ -124,6 +146,38 @@ class BandConv(nn.Module):
                 )  # fmt: skip
             )
         return torch.cat(outs, dim=2)
+
+    def _one_row_bands(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pads[0] or self.pads[1]:
+            x = F.pad(x, (self.pads[0], self.pads[1], 0, 0))
+        df = self.dilation[0]
+        outs = []
+        for k, first in enumerate(self.first_rows):
+            weight = getattr(self, f"weight{k}")
+            span = df * (weight.shape[2] - 1) + 1
+            outs.append(
+                F.conv2d(
+                    x[:, :, first : first + span],
+                    weight,
+                    getattr(self, f"bias{k}"),
+                    (1, self.stride[1]),
+                    0,
+                    self.dilation,
+                    self.groups,
+                )  # fmt: skip
+            )
+        return torch.cat(outs, dim=2)
+
+
+class DepthwiseMean(nn.Module):
+    """(B, C, F, T) -> (B, C, 1, T), the mean over F as a depthwise (F x 1) convolution."""
+
+    def __init__(self, channels: int, freq: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.full((channels, 1, freq, 1), 1.0 / freq))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, groups=self.weight.shape[0])
 
 
 def _one_channel(module: nn.Module) -> bool:
@@ -155,35 +209,51 @@ def _set(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
+def _input_shapes(
+    model: nn.Module, modules: list[nn.Module], x: torch.Tensor
+) -> tuple[dict[int, tuple[int, ...]], torch.Tensor]:
+    """The input shape of each of `modules` reached by model(x), by id, and model(x)."""
+    shapes: dict[int, tuple[int, ...]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args: shapes.__setitem__(id(m), args[0].shape))
+        for m in modules
+    ]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {k: tuple(int(d) for d in v) for k, v in shapes.items()}, out
+
+
 def xnnpack_rewrite(
-    student: nn.Module, n_features: int, frames: int
+    student: nn.Module, n_features: int, frames: int, for_int8: bool = False
 ) -> tuple[nn.Module, list[str]]:
-    """An eval-mode copy of `student` with `BandConv` and `TapConv` in place of the patterns
-    above, checked on a random (1, n_features, frames) input (RewriteError beyond
-    REWRITE_TOLERANCE), and the rewrites as "<layer>: <kind>" lines."""
+    """An eval-mode copy of `student` with `BandConv` and `TapConv` (and with `for_int8`, the
+    graph to quantize, `DepthwiseMean`) in place of the patterns above, checked on a random
+    (1, n_features, frames) input (RewriteError beyond REWRITE_TOLERANCE), and the rewrites as
+    "<layer>: <kind>" lines."""
     model = copy.deepcopy(student).eval()
     pairs = _band_pairs(model)
-    freq: dict[int, int] = {}
-    hooks = [
-        seq.get_submodule(a).register_forward_pre_hook(
-            lambda m, args: freq.__setitem__(id(m), int(args[0].shape[2]))
-        )
-        for seq, a, _ in pairs
-    ]
+    means = [m for m in model.modules() if for_int8 and isinstance(m, FrequencyMean)]
     x = torch.randn(1, n_features, frames, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        reference = model(x)
-    for hook in hooks:
-        hook.remove()
+    shapes, reference = _input_shapes(
+        model, [seq.get_submodule(a) for seq, a, _ in pairs] + means, x
+    )
     names = {id(m): n for n, m in model.named_modules()}
     done = []
     for seq, a, b in pairs:
         conv, norm = seq.get_submodule(a), seq.get_submodule(b)
-        if id(conv) in freq:  # reached by the forward pass
+        if id(conv) in shapes:  # reached by the forward pass
             done.append(f"{names[id(conv)]}: conv + {names[id(norm)]} (SubSpectralNorm) as "
                         f"BandConv")  # fmt: skip
-            setattr(seq, a, BandConv(conv, norm, freq[id(conv)]))
+            setattr(seq, a, BandConv(conv, norm, shapes[id(conv)][2]))
             setattr(seq, b, nn.Identity())
+    for mean in means:
+        if id(mean) in shapes and shapes[id(mean)][2] <= MEAN_AS_CONV_ROWS:
+            _set(model, names[id(mean)], DepthwiseMean(*shapes[id(mean)][1:3]))
+            done.append(f"{names[id(mean)]}: frequency mean as DepthwiseMean")
     for name, module in list(model.named_modules()):
         if _one_channel(module):
             _set(model, name, TapConv(module))
@@ -200,7 +270,9 @@ def xnnpack_rewrite(
 
 __all__ = [
     "REWRITE_TOLERANCE",
+    "MEAN_AS_CONV_ROWS",
     "BandConv",
+    "DepthwiseMean",
     "RewriteError",
     "TapConv",
     "xnnpack_rewrite",

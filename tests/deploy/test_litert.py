@@ -61,6 +61,35 @@ def test_float_and_int8_tflite_agree_with_torch(name: str, tmp_path: Path) -> No
     assert litert.tflite_latency(int8, batch=32, runs=3) is None  # the file's batch is fixed
 
 
+@needs_litert
+def test_bc_resnet_int8_graph_averages_frequency_by_depthwise_conv(tmp_path: Path) -> None:
+    """The graph that is quantized takes the 5-row frequency means as depthwise convolutions
+    (int8 MEAN is slow in XNNPACK); the float file keeps MEAN; both compute the student."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    torch.manual_seed(0)
+    model = students.create("bc_resnet1", num_classes=12, n_features=40).eval()
+    feats = _random_clips()
+    ref = torch.cat([model(torch.from_numpy(f)) for f in feats]).detach().numpy()
+    paths = {
+        kind: litert.convert_float(model, tmp_path / f"{kind}.tflite", 40, 51, for_int8=kind == "q")
+        for kind in ("f", "q")
+    }
+
+    def means(path: Path) -> int:
+        m = fu.read_model(str(path))
+        return sum(
+            fu.opcode_to_name(m, op.opcodeIndex) == "MEAN" for op in m.subgraphs[0].operators
+        )
+
+    assert means(paths["f"]) == 13 and means(paths["q"]) == 5  # 8 blocks average 5 rows
+    for path in paths.values():
+        assert np.abs(litert.run_tflite(path, feats) - ref).max() < 1e-4
+    int8 = litert.quantize_int8(paths["q"], tmp_path / "int8.tflite", feats[:1])
+    agreement = (litert.run_tflite(int8, feats).argmax(1) == ref.argmax(1)).mean()
+    assert agreement >= INT8_MIN_AGREEMENT
+
+
 class _Tiny(nn.Module):
     """(1, 2, 4) -> flatten -> fc a -> [relu(fc b) + skip] -> fc c -> (1, 4)."""
 
@@ -155,6 +184,9 @@ def test_export_tflite_command_on_a_run(tiny_run: dict, capsys: pytest.CaptureFi
     assert files["float"]["max_abs_logit_diff"] < 1e-4
     assert "accuracy_change_vs_float" in files["int8_ptq"]
     assert files["int8_ptq"]["io"] == {"input": "float32", "output": "float32"}
+    # quantized from its own float graph, kept beside it
+    assert Path(files["int8_ptq"]["from"]).name == "student_int8_ptq_graph.tflite"
+    assert Path(files["int8_ptq"]["from"]).is_file()
     for entry in files.values():
         assert Path(entry["path"]).suffix == ".tflite" and Path(entry["path"]).is_file()
         assert entry["memory"]["peak_activation_bytes"] > 0
