@@ -43,7 +43,11 @@ from litert_int8_profile import cpu_ms, random_student
 from torch import nn
 
 from distill.deploy import litert
-from distill.deploy.litert_patterns import BandConv, DepthwiseMean, xnnpack_rewrite
+from distill.deploy.litert_patterns import (
+    BandConv,
+    input_shapes,
+    xnnpack_rewrite,
+)
 
 VARIANTS = ("export", "plain", "padded", "mean", "depthwise_mean", "affine", "grouped")
 
@@ -99,21 +103,6 @@ class OneRowBands(nn.Module):
         return torch.cat(outs, dim=2)
 
 
-def _inputs(model: nn.Module, kinds: tuple[type, ...], x: torch.Tensor) -> dict[str, tuple]:
-    """Input shape of every module of `kinds`, by name, on one forward pass."""
-    shapes: dict[str, tuple] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda m, a, n=n: shapes.__setitem__(n, tuple(a[0].shape)))
-        for n, m in model.named_modules()
-        if isinstance(m, kinds)
-    ]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return shapes
-
-
 def variant(student: nn.Module, name: str, frames: int, for_int8: bool) -> nn.Module:
     """The student in the graph form `name` (the float or the int8 file's), checked."""
     if name == "plain":
@@ -121,11 +110,13 @@ def variant(student: nn.Module, name: str, frames: int, for_int8: bool) -> nn.Mo
     int8_graph = {"mean": False, "depthwise_mean": True}.get(name, for_int8)
     model = xnnpack_rewrite(student, 40, frames, for_int8=int8_graph)[0]
     x = torch.randn(1, 40, frames, generator=torch.Generator().manual_seed(1))
-    shapes = _inputs(model, (BandConv, DepthwiseMean), x)
-    for path, shape in shapes.items():
-        parent_name, _, attr = path.rpartition(".")
-        parent, module = model.get_submodule(parent_name), model.get_submodule(path)
-        one_row = isinstance(module, BandConv) and module.rows == 1 and module.kernel[1] == 1
+    names = {id(m): n for n, m in model.named_modules()}
+    modules = [m for m in model.modules() if isinstance(m, BandConv)]
+    shapes = input_shapes(model, modules, x)[0]
+    for module in modules:
+        parent_name, _, attr = names[id(module)].rpartition(".")
+        parent, shape = model.get_submodule(parent_name), shapes[id(module)]
+        one_row = module.rows == 1 and module.kernel[1] == 1
         if one_row and name in ("padded", "affine", "grouped"):
             setattr(parent, attr, OneRowBands(module, shape[2], name))
     with torch.no_grad():

@@ -209,7 +209,7 @@ def _set(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
-def _input_shapes(
+def input_shapes(
     model: nn.Module, modules: list[nn.Module], x: torch.Tensor
 ) -> tuple[dict[int, tuple[int, ...]], torch.Tensor]:
     """The input shape of each of `modules` reached by model(x), by id, and model(x)."""
@@ -238,7 +238,7 @@ def xnnpack_rewrite(
     pairs = _band_pairs(model)
     means = [m for m in model.modules() if for_int8 and isinstance(m, FrequencyMean)]
     x = torch.randn(1, n_features, frames, generator=torch.Generator().manual_seed(0))
-    shapes, reference = _input_shapes(
+    shapes, reference = input_shapes(
         model, [seq.get_submodule(a) for seq, a, _ in pairs] + means, x
     )
     names = {id(m): n for n, m in model.named_modules()}
@@ -275,5 +275,6 @@ __all__ = [
     "DepthwiseMean",
     "RewriteError",
     "TapConv",
+    "input_shapes",
     "xnnpack_rewrite",
 ]
