@@ -23,7 +23,7 @@ import io
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from distill.deploy.litert_io import interpreter as _interpreter
 from distill.deploy.litert_io import to_input as _to_input
 from distill.errors import BadValueError, MissingExtraError, MissingFileError, UsageError
 from distill.files import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from distill.deploy.export import ExportInputs
 
 MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
 SIGNATURE = "serving_default"  # the one signature litert-torch writes
@@ -69,20 +72,33 @@ def convert_float(
     `rewrite` (default) the patterns XNNPACK runs slowly in int8 are rewritten first
     (`distill.deploy.litert_patterns`; the same function, checked); `for_int8`: the graph to
     quantize, which may differ from the float file's where int8 and float kernels disagree."""
+    return _write_float(student, path, n_features, frames, rewrite, for_int8)[0]
+
+
+def _write_float(
+    student: nn.Module,
+    path: str | Path,
+    n_features: int,
+    frames: int,
+    rewrite: bool,
+    for_int8: bool,
+) -> tuple[Path, list[str]]:
+    """`convert_float`, and the rewrites it made ("<layer>: <kind>" lines)."""
     require_litert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     student = student.eval()
     if any(m._forward_hooks or m._forward_pre_hooks for m in student.modules()):
         raise UsageError("refusing to export a student that still carries forward hooks")
+    rewrites: list[str] = []
     if rewrite:
         from distill.deploy.litert_patterns import xnnpack_rewrite
 
-        student = xnnpack_rewrite(student, n_features, frames, for_int8)[0]
+        student, rewrites = xnnpack_rewrite(student, n_features, frames, for_int8)
     content = convert_module(student, (torch.zeros(1, n_features, frames),))
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)
-    return path
+    return path, rewrites
 
 
 def convert_module(
@@ -256,7 +272,6 @@ def export_tflite_run(
     file also gets its per-tensor SQNR against its float file on that many batches of `split`
     (`distill.deploy.litert_error`). The report is also written to `export_tflite.json`."""
     from distill.deploy.export import export_inputs
-    from distill.deploy.litert_patterns import xnnpack_rewrite
 
     _check_options(int8, calib_batches, calib_split, limit_batches)
     if sqnr_batches < 0:
@@ -271,9 +286,11 @@ def export_tflite_run(
     files: dict[str, dict[str, Any]] = {}
     known = labels if single else None
     for name, student in inputs.models.items():
-        path = convert_float(student, out / f"student_{name}.tflite", n_features, frames, rewrite)
+        path, rewrites = _write_float(
+            student, out / f"student_{name}.tflite", n_features, frames, rewrite, False
+        )
         files[name], logits = _float_entry(path, student, feats, known, min_agreement)
-        files[name]["rewrites"] = xnnpack_rewrite(student, n_features, frames)[1] if rewrite else []
+        files[name]["rewrites"] = rewrites
         if int8:
             int8_name = "int8_ptq" if name == "float" else "int8_qat"
             files[int8_name] = _int8_file(
@@ -301,7 +318,7 @@ def export_tflite_run(
 def _int8_file(
     student: nn.Module,
     int8_path: Path,
-    inputs: Any,
+    inputs: ExportInputs,
     float_logits: np.ndarray,
     rewrite: bool,
     int8_io: bool,
@@ -309,16 +326,16 @@ def _int8_file(
 ) -> dict[str, Any]:
     """Quantize the student's int8 graph (`convert_float(for_int8=True)`, a float file kept
     beside the int8 one as `<int8 name>_graph.tflite`) and report it as `_int8_entry` does."""
-    from distill.deploy.litert_patterns import xnnpack_rewrite
-
-    n_features, frames, feats = inputs.n_features, inputs.frames, inputs.feats
+    feats = inputs.feats
     single = inputs.module.task == "single_label"
-    graph = int8_path.with_name(f"{int8_path.stem}_graph.tflite")
-    convert_float(student, graph, n_features, frames, rewrite, for_int8=True)
+    graph, rewrites = _write_float(
+        student, int8_path.with_name(f"{int8_path.stem}_graph.tflite"), inputs.n_features,
+        inputs.frames, rewrite, True,
+    )  # fmt: skip
     quantize_int8(graph, int8_path, inputs.calibration, int8_io)
     entry = _int8_entry(int8_path, graph, float_logits, feats, inputs.labels if single else None)
     entry["calibration_clips"] = sum(len(b) for b in inputs.calibration)
-    entry["rewrites"] = xnnpack_rewrite(student, n_features, frames, True)[1] if rewrite else []
+    entry["rewrites"] = rewrites
     if sqnr_batches > 0:
         from distill.deploy.litert_error import tflite_activation_sqnr
 

@@ -21,8 +21,8 @@ operators XNNPACK runs fast in int8. Weights, architecture and outputs stay thos
 - `DepthwiseMean` replaces a BC-ResNet frequency mean over 5 or fewer rows in the graph that is
   quantized (`for_int8`). XNNPACK's int8 MEAN costs about 3 ns per output value on x86 (3-5x
   float); a depthwise (F x 1) convolution with weights 1/F computes the same mean for less in
-  int8 (about 9 % less int8 time for BC-ResNet-1 on 1 s inputs) and for more in float (about
-  6 % more), so the float file keeps MEAN (`benchmarks/litert_bc_resnet_graphs.py`). Over more
+  int8 (9-13 % less int8 time for BC-ResNet-1 on 1 s inputs) and for more in float (1-2 %
+  more), so the float file keeps MEAN (`benchmarks/litert_bc_resnet_graphs.py`). Over more
   rows its int8 kernel is the slower one too, so wider means stay.
 """
 
@@ -111,7 +111,8 @@ class BandConv(nn.Module):
         self.rows = _out_size(n_f, self.kernel[0], self.stride[0], self.dilation[0]) // bands
         self.bands = bands
         # one output row per band: each band reads only real input rows, the taps that would
-        # fall on zero padding dropped (no PAD operator: 7-13 % less float time, BC-ResNet-1)
+        # fall on zero padding dropped (no PAD operator: about 9 % less float time for
+        # BC-ResNet-1 on 1 s inputs, benchmarks/litert_bc_resnet_graphs.py)
         self.first_rows: list[int] = []
         weight = conv.weight.detach()
         for k in range(bands):

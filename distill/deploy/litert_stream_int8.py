@@ -191,9 +191,8 @@ def write_stateful_int8(
     calibration_source: str = "given audio",
 ) -> Path:
     """Write a converted step with its student int8 and its frontend and pooled window float,
-    activation ranges
-    from `calibration_wave` (mono float32 at the model's sample rate, streamed step by step
-    from zero states)."""
+    activation ranges from `calibration_wave` (mono float32 at the model's sample rate, streamed
+    step by step from zero states)."""
     wave = np.asarray(calibration_wave, np.float32).reshape(-1)
     calibration = step_calibration(converted, wave)
     content = quantize_step(converted, calibration)
