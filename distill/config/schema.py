@@ -100,6 +100,9 @@ class StudentConfig:
     # seconds of other clips heard before each training clip, not scored (stateful streaming)
     history_seconds: float = ranged(0.0, NON_NEGATIVE)
     history_from: str = "batch"  # batch: any clip of the batch | fillers: _unknown_/_silence_
+    # start from a saved student of the same architecture and classes (a student.safetensors
+    # or a run directory holding one), e.g. one trained on shorter clips; None: random weights
+    init_from: str | None = None
 
 
 @dataclass

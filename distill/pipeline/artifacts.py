@@ -96,6 +96,45 @@ def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), info
 
 
+def init_student_from(module: DistillModule, source: str | Path) -> Path:
+    """Load the weights of a saved student (a student file, or a run directory holding one)
+    into `module.student` before training; the file must hold the same student (name, kwargs),
+    classes and feature count. Returns the file read."""
+    from safetensors.torch import load_file
+
+    path = Path(source)
+    path = path / STUDENT_FILE if path.is_dir() else path
+    if not path.is_file() and not path.with_suffix(LEGACY_SUFFIX).is_file():
+        raise MissingFileError(
+            f"student.init_from={source}: no student file there (a {STUDENT_FILE} or a run "
+            "directory of `distill fit` holding one)"
+        )
+    saved, wanted = read_student_info(path), student_info(module)
+    for key in ("name", "kwargs", "class_names", "n_features"):
+        if saved.get(key) != wanted[key]:
+            raise BadValueError(
+                f"student.init_from={path}: its {key} is {saved.get(key)!r}, the recipe's "
+                f"student has {wanted[key]!r}"
+            )
+    differing = sorted(
+        k for k in set(saved["frontend"]) | set(wanted["frontend"])
+        if saved["frontend"].get(k) != wanted["frontend"].get(k)
+    )  # fmt: skip
+    if differing:
+        print(
+            f"distill fit: student.init_from={path} was trained with another frontend "
+            f"({', '.join(f'frontend.{k}' for k in differing)} differ); its weights start anyway"
+        )
+    try:
+        module.student.load_state_dict(load_file(str(path)))
+    except RuntimeError as err:
+        raise BadValueError(
+            f"student.init_from={path}: the weights do not fit the recipe's student: "
+            f"{_first_line(err)}"
+        ) from None
+    return path
+
+
 def load_qat_student(run_dir: Path) -> tuple[nn.Module, dict] | None:
     """The QAT-fine-tuned float student of a run, or None when `distill qat` has not run."""
     path = run_dir / QAT_DIR / QAT_STUDENT

@@ -18,6 +18,7 @@ from distill.data.base import SPLITS, skipped_files
 from distill.errors import BadValueError
 from distill.pipeline.artifacts import (
     STUDENT_FILE,
+    init_student_from,
     load_checkpoint_module,
     read_checkpoint,
     save_student,
@@ -107,6 +108,9 @@ def _fit_in(
         clip_seconds=cfg.data.clip_seconds,
         teacher_dim=teacher_dim,
     )
+    if cfg.student.init_from and not resume:
+        source = init_student_from(module, cfg.student.init_from)
+        print(f"distill fit: student starts from {source}")
     session.connect(module)
     monitor = monitor_of(cfg, datamodule.task)
     ckpt = checkpoint_callback(run_dir, monitor)
