@@ -100,16 +100,16 @@ def init_student_from(module: DistillModule, source: str | Path) -> Path:
     """Load the weights of a saved student (a student file, or a run directory holding one)
     into `module.student` before training; the file must hold the same student (name, kwargs),
     classes and feature count. Returns the file read."""
-    from safetensors.torch import load_file
-
     path = Path(source)
     path = path / STUDENT_FILE if path.is_dir() else path
-    if not path.is_file() and not path.with_suffix(LEGACY_SUFFIX).is_file():
+    try:
+        saved_model, saved = load_student(path)
+    except MissingFileError:
         raise MissingFileError(
             f"student.init_from={source}: no student file there (a {STUDENT_FILE} or a run "
             "directory of `distill fit` holding one)"
-        )
-    saved, wanted = read_student_info(path), student_info(module)
+        ) from None
+    wanted = student_info(module)
     for key in ("name", "kwargs", "class_names", "n_features"):
         if saved.get(key) != wanted[key]:
             raise BadValueError(
@@ -125,13 +125,7 @@ def init_student_from(module: DistillModule, source: str | Path) -> Path:
             f"distill fit: student.init_from={path} was trained with another frontend "
             f"({', '.join(f'frontend.{k}' for k in differing)} differ); its weights start anyway"
         )
-    try:
-        module.student.load_state_dict(load_file(str(path)))
-    except RuntimeError as err:
-        raise BadValueError(
-            f"student.init_from={path}: the weights do not fit the recipe's student: "
-            f"{_first_line(err)}"
-        ) from None
+    module.student.load_state_dict(saved_model.state_dict())
     return path
 
 
