@@ -53,8 +53,11 @@ def _export(args: argparse.Namespace) -> int:
         return _export_stream(args)
     if args.format == "tflite":
         return _export_tflite(args)
-    if args.int8_io:
-        raise UsageError("--int8-io applies to --format tflite only")
+    if args.int8_io or args.percentile is not None:
+        raise UsageError(
+            "--int8-io and --percentile apply to --format tflite only (onnxruntime's "
+            "percentile calibration keeps its own 99.999)"
+        )
     try:
         report = export_run(args.target, sqnr_batches=args.sqnr_batches, **_onnx_options(args))
     except ParityError as err:
@@ -91,6 +94,8 @@ def _export_stream(args: argparse.Namespace) -> int:
             f"--variant {args.variant} writes ONNX (stateful also --format tflite): drop "
             "--format tflite/--int8-io"
         )
+    if args.percentile is not None:
+        raise UsageError("--percentile applies to --variant features --format tflite only")
     if args.variant == "stateful" and args.overrides:
         raise UsageError("--variant stateful takes no data overrides")
     if args.variant == "stateful" and args.int8 and args.format != "tflite":
@@ -116,11 +121,12 @@ def _export_stream(args: argparse.Namespace) -> int:
 def _export_tflite(args: argparse.Namespace) -> int:
     from distill.deploy.export import ParityError
     from distill.deploy.litert import export_tflite_run, format_tflite_report
+    from distill.deploy.litert_calibration import DEFAULT_PERCENTILE
 
-    if args.calibration_method != "minmax" or args.int8_ops != "auto":
+    if args.calibration_method == "entropy" or args.int8_ops != "auto":
         raise UsageError(
-            "--calibration-method and --int8-ops apply to --format onnx only "
-            "(LiteRT int8 is min-max calibrated and quantizes every operator)"
+            "--calibration-method entropy and --int8-ops apply to --format onnx only (LiteRT "
+            "int8 is calibrated by minmax or percentile and quantizes every operator)"
         )
     if args.sqnr_batches and not args.int8:
         raise UsageError("--sqnr-batches reports int8 against float: add --int8")
@@ -136,6 +142,8 @@ def _export_tflite(args: argparse.Namespace) -> int:
             calib_split=args.calib_split,
             data_overrides=args.overrides,
             sqnr_batches=args.sqnr_batches,
+            calibration_method=args.calibration_method,
+            percentile=DEFAULT_PERCENTILE if args.percentile is None else args.percentile,
         )
     except ParityError as err:
         print(f"distill export: error: {err}", file=sys.stderr)
@@ -236,7 +244,15 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         "--calibration-method",
         default="minmax",
         choices=["minmax", "percentile", "entropy"],
-        help="how int8 activation ranges are set from the calibration batches",
+        help="how int8 activation ranges are set from the calibration batches (tflite: "
+        "minmax or percentile)",
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=None,
+        help="tflite, --calibration-method percentile: clip each activation range at this "
+        "percentile of its values (default 99.99)",
     )
     p.add_argument(
         "--int8-ops",

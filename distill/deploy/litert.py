@@ -8,7 +8,9 @@ in int8), to a float flatbuffer; ai-edge-quantizer's static recipe quantizes eve
 supports to int8 (weights int8 symmetric per channel, activations int8 asymmetric per tensor,
 min-max ranges over all calibration clips: the smallest minimum and largest maximum each tensor
 reaches, not ai-edge-quantizer's default moving average of per-clip extremes, which on clips fed
-one at a time gives a typical clip's range and saturates the larger ones); ai-edge-litert's
+one at a time gives a typical clip's range and saturates the larger ones; or, with
+`calibration_method="percentile"`, each range clipped at a percentile of the tensor's values:
+`distill.deploy.litert_calibration`); ai-edge-litert's
 interpreter (XNNPACK delegate) runs both. The int8 file takes and returns float tensors (a
 QUANTIZE op after the input, a DEQUANTIZE before the output) unless `int8_io`, which makes input
 and output int8 as microcontroller runtimes expect; `run_tflite` quantizes and dequantizes at the
@@ -29,6 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from distill.deploy.litert_calibration import (
+    DEFAULT_PERCENTILE,
+    SIGNATURE,
+    activation_ranges,
+    check_calibration,
+)
 from distill.deploy.litert_io import clips as _clips
 from distill.deploy.litert_io import from_output as _from_output
 from distill.deploy.litert_io import interpreter as _interpreter
@@ -40,7 +48,6 @@ if TYPE_CHECKING:
     from distill.deploy.export import ExportInputs
 
 MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
-SIGNATURE = "serving_default"  # the one signature litert-torch writes
 
 
 def missing_modules() -> list[str]:
@@ -143,13 +150,18 @@ def quantize_int8(
     int8_path: str | Path,
     calibration: list[np.ndarray],
     int8_io: bool = False,
+    calibration_method: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
 ) -> Path:
     """Write the full-integer int8 model of `float_path`, activation ranges from the
-    `calibration` feature batches; float input/output unless `int8_io`."""
+    `calibration` feature batches by `calibration_method` (`minmax`, or `percentile`: each
+    tensor clipped at that percentile of its values; `distill.deploy.litert_calibration`);
+    float input/output unless `int8_io`."""
     require_litert()
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
+    check_calibration(calibration_method, percentile)
     clips = _clips(calibration)
     if not clips:
         raise BadValueError("int8 calibration needs at least one clip; got none")
@@ -161,29 +173,15 @@ def quantize_int8(
         for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
             q.update_quantization_recipe(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     name = _input_name(float_path)
+    inputs = [{name: clip} for clip in clips]
+    ranges = activation_ranges(q, float_path, inputs, calibration_method, percentile)
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")  # preserve-all-tensors and progress-bar chatter
-        ranges = calibrate_min_max(q, float_path, [{name: clip} for clip in clips])
+        warnings.simplefilter("ignore")  # progress-bar chatter
         result = q.quantize(ranges, enable_progress_report=False)
     int8_path = Path(int8_path)
     with atomic_path(int8_path) as tmp:
         tmp.write_bytes(short_tensor_names(bytes(result.quantized_model)))
     return int8_path
-
-
-def calibrate_min_max(q: Any, float_path: str | Path, inputs: list[dict[str, np.ndarray]]) -> dict:
-    """Activation ranges of the float model `float_path` for the recipe of quantizer `q`: per
-    tensor the minimum and maximum over every input in `inputs` (one signature call each)."""
-    from ai_edge_quantizer import calibrator, recipe_manager
-    from ai_edge_quantizer.utils import qsv_utils
-
-    recipes = recipe_manager.RecipeManager()
-    recipes.load_quantization_recipe(q.get_quantization_recipe())
-    calib = calibrator.Calibrator(
-        Path(float_path).read_bytes(), num_threads=1, qsv_update_func=qsv_utils.min_max_update
-    )
-    calib.calibrate({SIGNATURE: inputs}, recipes)
-    return calib.get_model_qsvs()
 
 
 def interpreter(path: str | Path, threads: int = 1):  # -> ai_edge_litert Interpreter
@@ -261,19 +259,23 @@ def export_tflite_run(
     data_overrides: list[str] | None = None,
     rewrite: bool = True,
     sqnr_batches: int = 0,
+    calibration_method: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
 ) -> dict[str, Any]:
     """Write `student_float.tflite` (and after `distill qat` `student_qat_float.tflite`), check
     each in the LiteRT interpreter on `split` against PyTorch (argmax agreement >= `min_agreement`
     or ParityError); with `int8` also the full-integer `student_int8_ptq.tflite` (and
     `student_int8_qat.tflite`), calibrated on the first `calib_batches` batches of `calib_split`
-    (train or val, never test), with its accuracy change against float. Every file gets its
-    memory budget (`deploy.memory`). `rewrite`: `convert_float`'s XNNPACK rewrites (off: the
-    converter's own graph, lower peak memory for BC-ResNet). With `sqnr_batches` > 0 each int8
-    file also gets its per-tensor SQNR against its float file on that many batches of `split`
-    (`distill.deploy.litert_error`). The report is also written to `export_tflite.json`."""
+    (train or val, never test) by `calibration_method` / `percentile` (`quantize_int8`'s), with
+    its accuracy change against float. Every file gets its memory budget (`deploy.memory`).
+    `rewrite`: `convert_float`'s XNNPACK rewrites (off: the converter's own graph, lower peak
+    memory for BC-ResNet). With `sqnr_batches` > 0 each int8 file also gets its per-tensor SQNR
+    against its float file on that many batches of `split` (`distill.deploy.litert_error`). The
+    report is also written to `export_tflite.json`."""
     from distill.deploy.export import export_inputs
 
     _check_options(int8, calib_batches, calib_split, limit_batches)
+    check_calibration(calibration_method, percentile)
     if sqnr_batches < 0:
         raise BadValueError(f"sqnr_batches must be >= 0 (0: off), given {sqnr_batches}")
     require_litert()
@@ -295,7 +297,7 @@ def export_tflite_run(
             int8_name = "int8_ptq" if name == "float" else "int8_qat"
             files[int8_name] = _int8_file(
                 student, out / f"student_{int8_name}.tflite", inputs, logits, rewrite, int8_io,
-                sqnr_batches,
+                sqnr_batches, (calibration_method, percentile),
             )  # fmt: skip
     if single:
         for entry in files.values():
@@ -307,6 +309,10 @@ def export_tflite_run(
         "clips": len(labels),
         "data_root": str(module.cfg.data.root),
         "calibration_split": calib_split if int8 else None,
+        "calibration_method": calibration_method if int8 else None,
+        "calibration_percentile": (
+            percentile if int8 and calibration_method == "percentile" else None
+        ),
         "int8_io": int8_io if int8 else None,
         "files": files,
     }
@@ -323,16 +329,18 @@ def _int8_file(
     rewrite: bool,
     int8_io: bool,
     sqnr_batches: int,
+    calibration: tuple[str, float] = ("minmax", DEFAULT_PERCENTILE),
 ) -> dict[str, Any]:
     """Quantize the student's int8 graph (`convert_float(for_int8=True)`, a float file kept
-    beside the int8 one as `<int8 name>_graph.tflite`) and report it as `_int8_entry` does."""
+    beside the int8 one as `<int8 name>_graph.tflite`; `calibration`: method and percentile) and
+    report it as `_int8_entry` does."""
     feats = inputs.feats
     single = inputs.module.task == "single_label"
     graph, rewrites = _write_float(
         student, int8_path.with_name(f"{int8_path.stem}_graph.tflite"), inputs.n_features,
         inputs.frames, rewrite, True,
     )  # fmt: skip
-    quantize_int8(graph, int8_path, inputs.calibration, int8_io)
+    quantize_int8(graph, int8_path, inputs.calibration, int8_io, *calibration)
     entry = _int8_entry(int8_path, graph, float_logits, feats, inputs.labels if single else None)
     entry["calibration_clips"] = sum(len(b) for b in inputs.calibration)
     entry["rewrites"] = rewrites
@@ -414,8 +422,14 @@ def format_tflite_report(report: dict[str, Any]) -> str:
     from distill.deploy.export import format_report
     from distill.deploy.memory import format_budget
 
-    lines = [format_report(report), "memory budget (flash = file bytes; peak activations = "
-             "largest set of tensors alive at once in execution order):"]  # fmt: skip
+    lines = [format_report(report)]
+    if report.get("calibration_method"):
+        how = report["calibration_method"]
+        if report.get("calibration_percentile") is not None:
+            how += f" ({report['calibration_percentile']}th percentile of each tensor's values)"
+        lines.append(f"int8 activation ranges: {how}, {report['calibration_split']} clips")
+    lines.append("memory budget (flash = file bytes; peak activations = largest set of tensors "
+                 "alive at once in execution order):")  # fmt: skip
     for name, entry in report["files"].items():
         lines.append("  " + format_budget(name, entry["memory"]))
     return "\n".join(lines)

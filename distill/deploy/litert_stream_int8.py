@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.deploy.litert import SIGNATURE, calibrate_min_max
+from distill.deploy.litert_calibration import SIGNATURE, min_max_ranges
 from distill.deploy.litert_stream import ConvertedStep, convert_step, write_step
 from distill.deploy.memory import op_names
 from distill.deploy.onnx_stream import DEFAULT_STEP_SECONDS
@@ -84,7 +84,7 @@ def quantize_step(converted: ConvertedStep, calibration: list[dict[str, np.ndarr
             )
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")  # progress bars and preserve-all-tensors chatter
-            ranges = calibrate_min_max(q, float_path, calibration)
+            ranges = min_max_ranges(q, float_path, calibration)
             content = bytes(q.quantize(ranges, enable_progress_report=False).quantized_model)
     content = _outputs_past_dequantize(content)
     _check_frontend_float(content, kept_float)
