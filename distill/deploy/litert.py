@@ -161,7 +161,6 @@ def quantize_int8(
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    check_calibration(calibration_method, percentile)
     clips = _clips(calibration)
     if not clips:
         raise BadValueError("int8 calibration needs at least one clip; got none")

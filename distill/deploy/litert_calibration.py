@@ -138,11 +138,12 @@ def same_scale_ranges(float_path: str | Path, ranges: dict) -> dict:
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
             kind = fb.TFL_OP_CODE_TO_NAME.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-            inputs = [names[i] for i in op.inputs if i >= 0 and names[i] in shared]
-            if kind in same and inputs and op.inputs[0] >= 0 and names[op.inputs[0]] in shared:
-                span = _span(shared[names[op.inputs[0]]])
-            elif kind in joined and inputs:
-                spans = [_span(shared[name]) for name in inputs]
+            inputs = [names[i] if i >= 0 else None for i in op.inputs]
+            known = [name for name in inputs if name in shared]
+            if kind in same and inputs and inputs[0] in shared:
+                span = _span(shared[inputs[0]])
+            elif kind in joined and known:
+                spans = [_span(shared[name]) for name in known]
                 span = (min(lo for lo, _ in spans), max(hi for _, hi in spans))
             else:
                 continue
