@@ -53,10 +53,10 @@ def _export(args: argparse.Namespace) -> int:
         return _export_stream(args)
     if args.format == "tflite":
         return _export_tflite(args)
-    if args.int8_io or args.percentile is not None:
+    if args.int8_io or args.percentile is not None or args.equalize is not None:
         raise UsageError(
-            "--int8-io and --percentile apply to --format tflite only (onnxruntime's "
-            "percentile calibration keeps its own 99.999)"
+            "--int8-io, --percentile and --no-equalize apply to --format tflite only "
+            "(onnxruntime's percentile calibration keeps its own 99.999)"
         )
     try:
         report = export_run(args.target, sqnr_batches=args.sqnr_batches, **_onnx_options(args))
@@ -94,8 +94,10 @@ def _export_stream(args: argparse.Namespace) -> int:
             f"--variant {args.variant} writes ONNX (stateful also --format tflite): drop "
             "--format tflite/--int8-io"
         )
-    if args.percentile is not None:
-        raise UsageError("--percentile applies to --variant features --format tflite only")
+    if args.percentile is not None or args.equalize is not None:
+        raise UsageError(
+            "--percentile and --no-equalize apply to --variant features --format tflite only"
+        )
     if args.variant == "stateful" and args.overrides:
         raise UsageError("--variant stateful takes no data overrides")
     if args.variant == "stateful" and args.int8 and args.format != "tflite":
@@ -120,8 +122,8 @@ def _export_stream(args: argparse.Namespace) -> int:
 
 def _export_tflite(args: argparse.Namespace) -> int:
     from distill.deploy.export import ParityError
-    from distill.deploy.litert import export_tflite_run, format_tflite_report
     from distill.deploy.litert_calibration import DEFAULT_PERCENTILE
+    from distill.deploy.litert_export import export_tflite_run, format_tflite_report
 
     if args.calibration_method == "entropy" or args.int8_ops != "auto":
         raise UsageError(
@@ -144,6 +146,7 @@ def _export_tflite(args: argparse.Namespace) -> int:
             sqnr_batches=args.sqnr_batches,
             calibration_method=args.calibration_method,
             percentile=DEFAULT_PERCENTILE if args.percentile is None else args.percentile,
+            equalize=args.equalize is not False,
         )
     except ParityError as err:
         print(f"distill export: error: {err}", file=sys.stderr)
@@ -253,6 +256,15 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="tflite, --calibration-method percentile: clip each activation range at this "
         "percentile of its values (default 99.99)",
+    )
+    p.add_argument(
+        "--no-equalize",
+        dest="equalize",
+        action="store_const",
+        const=False,
+        default=None,
+        help="tflite int8: keep the per-channel activation ranges as trained (default: even "
+        "them out where a ReLU feeds a convolution; the same function)",
     )
     p.add_argument(
         "--int8-ops",

@@ -31,7 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "losses.temporal_kd.target": ("teacher", "span", "shuffled", "uniform"),
     "losses.temporal_kd.direction": ("forward", "reverse"),
     "losses.timed.target": ("maxpool", "teacher", "span", "shuffled", "frame_logit"),
-    "qat.fake_quant": ("deployment", "all"),
+    "qat.fake_quant": ("deployment", "all", "litert"),
     "losses.hint.distance": ("mse", "cosine"),
     "optim.name": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "constant"),

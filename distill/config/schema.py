@@ -250,7 +250,7 @@ class QATConfig:
     epochs: int = ranged(2, AT_LEAST_1)
     lr: float = ranged(1e-4, POSITIVE)
     weight_bits: int = ranged(8, WEIGHT_BITS)
-    fake_quant: str = "deployment"  # deployment: the convs int8 export quantizes | all convs
+    fake_quant: str = "deployment"  # deployment: convs ONNX int8 quantizes | all convs | litert
     freeze_bn: bool = False  # BatchNorm normalises with (and keeps) its running statistics
 
 

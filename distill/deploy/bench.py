@@ -55,9 +55,9 @@ def bench_run(
     for name, entry in report["files"].items():
         rows.append(_row(f"student {name}", Path(entry["path"]), shape, params, macs))
     if litert:
-        tfl = lite.export_tflite_run(
-            checkpoint, int8=True, limit_batches=limit_batches, out_dir=out
-        )
+        from distill.deploy.litert_export import export_tflite_run
+
+        tfl = export_tflite_run(checkpoint, int8=True, limit_batches=limit_batches, out_dir=out)
         for name, entry in tfl["files"].items():
             row = _row(f"student {name}", Path(entry["path"]), shape, params, macs, "litert")
             rows.append({**row, "memory": entry["memory"]})

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.trainer.states import TrainerFn
 
+from distill.deploy.litert_qat import prepare_litert_qat
 from distill.deploy.pt2e import prepare_qat
 from distill.errors import BadValueError, UsageError
 from distill.files import atomic_path
@@ -76,7 +77,8 @@ def run_qat(
     cfg: DictConfig | None = None,
     run_dir: str | Path | None = None,
 ) -> QATResult:
-    """Fine-tune the checkpoint's student with fake-quant (PT2E, X86 scheme) and the recipe's
+    """Fine-tune the checkpoint's student with fake-quant (`qat.fake_quant`: PT2E with the X86
+    scheme, or `litert`: LiteRT's int8 tensors, `distill.deploy.litert_qat`) and the recipe's
     losses, keep the best validation epoch, write `<run_dir>/qat/qat_student.safetensors` (the
     float weights, loadable with `distill.pipeline.artifacts.load_student`) and
     `qat_results.json`."""
@@ -107,7 +109,11 @@ def _qat_in(session: RunSession, module: Any, checkpoint: Path, start: float) ->
     example = torch.randn(2, module.frontend.n_features, frames_of(module))
     scope = OmegaConf.select(cfg, "qat.fake_quant", default="deployment")  # older checkpoints
     freeze_bn = bool(OmegaConf.select(cfg, "qat.freeze_bn", default=False))
-    student = prepare_qat(module.student, taps, example, cfg.qat.weight_bits, scope, freeze_bn)
+    if scope == "litert":
+        student = prepare_litert_qat(module.student, taps, cfg.qat.weight_bits)
+        freeze_bn = True  # the file folds the running statistics
+    else:
+        student = prepare_qat(module.student, taps, example, cfg.qat.weight_bits, scope, freeze_bn)
     module.student = student
     module._tap = student.taps[0] if has_feature_tap else None
     module._attention_tap = student.taps[-1] if has_attention_tap else None

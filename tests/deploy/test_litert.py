@@ -15,14 +15,10 @@ import torch
 from torch import nn
 
 from distill import students
-from distill.deploy import litert, litert_io
+from distill.deploy import litert, litert_export, litert_io
 from distill.deploy.memory import peak_live_bytes
 from distill.errors import BadValueError, MissingExtraError, MissingFileError, UsageError
-
-needs_litert = pytest.mark.skipif(
-    bool(litert.missing_modules()),
-    reason=f"the `litert` extra is not installed (missing {litert.missing_modules()})",
-)
+from tests.helpers.markers import needs_litert
 
 # int8 vs float argmax agreement required on 48 random clips (seed 0): full-integer int8 of the
 # random students agrees on 100% of them in the LiteRT interpreter; 90% leaves room for rounding.
@@ -196,7 +192,7 @@ def test_export_tflite_command_on_a_run(tiny_run: dict, capsys: pytest.CaptureFi
 def test_export_tflite_int8_io_and_bench_rows(tiny_run: dict, tmp_path: Path) -> None:
     from distill.deploy.bench import bench_run, format_table
 
-    report = litert.export_tflite_run(
+    report = litert_export.export_tflite_run(
         tiny_run["run_dir"], int8=True, int8_io=True, limit_batches=1, out_dir=tmp_path
     )
     assert report["files"]["int8_ptq"]["io"] == {"input": "int8", "output": "int8"}
@@ -232,13 +228,15 @@ def test_opening_a_tflite_without_the_runtime_names_the_extra(
 def test_bad_input_names_what_is_missing(tiny_run: dict, tmp_path: Path) -> None:
     run_dir = tiny_run["run_dir"]
     with pytest.raises(MissingFileError, match="nope"):
-        litert.export_tflite_run(tmp_path / "nope")
+        litert_export.export_tflite_run(tmp_path / "nope")
     with pytest.raises(BadValueError, match="calib_batches must be >= 1"):
-        litert.export_tflite_run(run_dir, int8=True, calib_batches=0)
+        litert_export.export_tflite_run(run_dir, int8=True, calib_batches=0)
     with pytest.raises(BadValueError, match="never test"):
-        litert.export_tflite_run(run_dir, int8=True, calib_split="test")
+        litert_export.export_tflite_run(run_dir, int8=True, calib_split="test")
     with pytest.raises(MissingFileError, match=r"gone/.*does not exist"):
-        litert.export_tflite_run(run_dir, int8=True, data_overrides=[f"data.root={tmp_path}/gone"])
+        litert_export.export_tflite_run(
+            run_dir, int8=True, data_overrides=[f"data.root={tmp_path}/gone"]
+        )
     with pytest.raises(BadValueError, match="calibration needs at least one clip"):
         litert.quantize_int8(tmp_path / "missing.tflite", tmp_path / "q.tflite", [])
     with pytest.raises(MissingFileError, match="missing.tflite does not exist"):
@@ -252,7 +250,7 @@ def test_empty_split_is_named(tiny_run: dict, tmp_path: Path) -> None:
     (bank / "validation_list.txt").write_text("")  # no validation clips left
     overrides = [f"data.root={bank}", "data.cache_features=false"]
     with pytest.raises(BadValueError, match=r"validation split has no clips.*bank"):
-        litert.export_tflite_run(tiny_run["run_dir"], int8=True, data_overrides=overrides)
+        litert_export.export_tflite_run(tiny_run["run_dir"], int8=True, data_overrides=overrides)
 
 
 @needs_litert
@@ -263,6 +261,6 @@ def test_float_tflite_disagreeing_with_torch_is_refused(
 
     real = litert.run_tflite
     # negated logits: argmax becomes argmin, so no clip agrees with PyTorch
-    monkeypatch.setattr(litert, "run_tflite", lambda path, feats: -real(path, feats))
+    monkeypatch.setattr(litert_export, "run_tflite", lambda path, feats: -real(path, feats))
     with pytest.raises(ParityError, match="LiteRT argmax agrees with PyTorch on 0.00%"):
-        litert.export_tflite_run(tiny_run["run_dir"], limit_batches=1, out_dir=tmp_path)
+        litert_export.export_tflite_run(tiny_run["run_dir"], limit_batches=1, out_dir=tmp_path)

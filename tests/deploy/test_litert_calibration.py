@@ -11,14 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from distill.deploy import litert, litert_calibration
+from distill.deploy import litert, litert_calibration, litert_export
 from distill.deploy.litert_calibration import check_calibration, clipped_range
 from distill.errors import BadValueError
-
-needs_litert = pytest.mark.skipif(
-    bool(litert.missing_modules()),
-    reason=f"the `litert` extra is not installed (missing {litert.missing_modules()})",
-)
+from tests.helpers.markers import needs_litert
 
 
 def test_clipped_range_by_hand() -> None:
@@ -94,7 +90,7 @@ def test_export_reports_the_calibration(
 ) -> None:
     from distill.cli import main
 
-    report = litert.export_tflite_run(
+    report = litert_export.export_tflite_run(
         tiny_run["run_dir"], int8=True, limit_batches=1, out_dir=tmp_path,
         calibration_method="percentile", percentile=99.9,
     )  # fmt: skip
@@ -102,7 +98,7 @@ def test_export_reports_the_calibration(
     assert report["calibration_percentile"] == 99.9
     assert Path(report["files"]["int8_ptq"]["path"]).is_file()
     assert "int8 activation ranges: percentile (99.9th percentile" in (
-        litert.format_tflite_report(report)
+        litert_export.format_tflite_report(report)
     )
     run = str(tiny_run["run_dir"])
     assert main(["export", run, "--format", "tflite", "--calibration-method", "entropy"]) == 2
@@ -110,7 +106,20 @@ def test_export_reports_the_calibration(
         capsys.readouterr().err
     )
     assert main(["export", run, "--percentile", "99.9"]) == 2
-    assert "--percentile apply to --format tflite only" in capsys.readouterr().err
+    assert "--percentile and --no-equalize apply to --format tflite only" in (
+        capsys.readouterr().err
+    )
+    assert main(["export", run, "--no-equalize"]) == 2
+    assert "--no-equalize apply to --format tflite only" in capsys.readouterr().err
+    assert main(["export", run, "--variant", "stateful", "--no-equalize"]) == 2
+    assert "--no-equalize apply to --variant features --format tflite only" in (
+        capsys.readouterr().err
+    )
+    # equalization is on by default and reported (TC-ResNet8 has no run to equalize)
+    assert report["equalized_ranges"] is True
+    assert "per-channel ranges equalized before int8: 0 ReLU outputs" in (
+        litert_export.format_tflite_report(report)
+    )
 
 
 def _op_counts(path: Path) -> dict[str, int]:

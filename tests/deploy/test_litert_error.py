@@ -13,14 +13,10 @@ import pytest
 import torch
 
 from distill import students
-from distill.deploy import litert
+from distill.deploy import litert, litert_export
 from distill.deploy.int8_error import sqnr_db
 from distill.errors import BadValueError
-
-needs_litert = pytest.mark.skipif(
-    bool(litert.missing_modules()),
-    reason=f"the `litert` extra is not installed (missing {litert.missing_modules()})",
-)
+from tests.helpers.markers import needs_litert
 
 
 def _clips(scale: float = 1.0) -> list[np.ndarray]:
@@ -102,16 +98,16 @@ def test_export_reports_litert_sqnr(
 ) -> None:
     from distill.cli import main
 
-    report = litert.export_tflite_run(
+    report = litert_export.export_tflite_run(
         tiny_run["run_dir"], int8=True, limit_batches=1, sqnr_batches=1, out_dir=tmp_path
     )
     rows = report["files"]["int8_ptq"]["activation_sqnr_db"]
     assert rows[0]["op"] == "input" and rows[-1]["op"] == "logits"
-    assert "logits SQNR" in litert.format_tflite_report(report)
+    assert "logits SQNR" in litert_export.format_tflite_report(report)
     saved = json.loads((tmp_path / "export_tflite.json").read_text())
     assert saved["files"]["int8_ptq"]["activation_sqnr_db"][-1]["op"] == "logits"
     with pytest.raises(BadValueError, match="sqnr_batches must be >= 0"):
-        litert.export_tflite_run(tiny_run["run_dir"], int8=True, sqnr_batches=-1)
+        litert_export.export_tflite_run(tiny_run["run_dir"], int8=True, sqnr_batches=-1)
     code = main(["export", str(tiny_run["run_dir"]), "--format", "tflite", "--sqnr-batches", "1"])
     assert code != 0 and "--sqnr-batches reports int8 against float: add --int8" in (
         capsys.readouterr().err

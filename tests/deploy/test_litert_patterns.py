@@ -20,11 +20,7 @@ from distill.deploy.litert_patterns import (
     TapConv,
     xnnpack_rewrite,
 )
-
-needs_litert = pytest.mark.skipif(
-    bool(litert.missing_modules()),
-    reason=f"the `litert` extra is not installed (missing {litert.missing_modules()})",
-)
+from tests.helpers.markers import needs_litert
 
 
 def student(name: str, **kwargs: object) -> nn.Module:
