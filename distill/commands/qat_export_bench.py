@@ -53,10 +53,10 @@ def _export(args: argparse.Namespace) -> int:
         return _export_stream(args)
     if args.format == "tflite":
         return _export_tflite(args)
-    if args.int8_io or args.percentile is not None or args.equalize is not None:
+    if args.int8_io or args.percentile is not None:
         raise UsageError(
-            "--int8-io, --percentile and --no-equalize apply to --format tflite only "
-            "(onnxruntime's percentile calibration keeps its own 99.999)"
+            "--int8-io and --percentile apply to --format tflite only (onnxruntime's "
+            "percentile calibration keeps its own 99.999)"
         )
     try:
         report = export_run(args.target, sqnr_batches=args.sqnr_batches, **_onnx_options(args))
@@ -80,6 +80,7 @@ def _onnx_options(args: argparse.Namespace) -> dict:
         "calib_split": args.calib_split,
         "data_overrides": args.overrides,
         "opset": args.opset,
+        "equalize": args.equalize is not False,
     }
 
 
@@ -263,8 +264,8 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         action="store_const",
         const=False,
         default=None,
-        help="tflite int8: keep the per-channel activation ranges as trained (default: even "
-        "them out where a ReLU feeds a convolution; the same function)",
+        help="int8: keep the per-channel activation ranges as trained (default: even them out "
+        "where a ReLU feeds a convolution; the same function)",
     )
     p.add_argument(
         "--int8-ops",

@@ -12,6 +12,7 @@ from torch import nn
 from distill.deploy.int8 import quantize_onnx, resolved_op_types
 from distill.deploy.int8_error import activation_sqnr, format_sqnr
 from distill.deploy.onnx_io import export_float, run_onnx, run_torch, split_features
+from distill.deploy.range_equalize import equalize_activation_ranges
 from distill.errors import BadValueError, DistillError
 from distill.files import write_json
 from distill.pipeline.artifacts import EXPORT_DIR, frames_of, load_module, load_qat_student, resolve
@@ -121,6 +122,7 @@ def export_run(
     calib_split: str = "val",
     data_overrides: list[str] | None = None,
     opset: int | None = None,
+    equalize: bool = True,
 ) -> dict[str, Any]:
     """Export the float student (and with int8=True the PTQ int8 student and, after
     `distill qat`, the QAT float and int8 students) and check them on `split`.
@@ -130,7 +132,10 @@ def export_run(
     those operator types (None: all; "auto": `quantize_onnx`'s rule); with `sqnr_batches` > 0
     each int8 file also gets the per-tensor SQNR against its float model on that many batches.
     `data_overrides` (`data.KEY=VALUE`) check on other data of the same classes, e.g. a
-    larger bank (`data.root=...`). ONNX `opset`: default the recipe's `export.opset`."""
+    larger bank (`data.root=...`). ONNX `opset`: default the recipe's `export.opset`.
+    `equalize`: quantize a copy with per-channel activation ranges evened out
+    (`distill.deploy.range_equalize`; the same function, written as
+    `student_<int8 name>_graph.onnx` when it changes anything)."""
     if int8 and calib_batches < 1:
         raise BadValueError(f"calib_batches must be >= 1, given {calib_batches}")
     if calib_split not in ("train", "val"):
@@ -161,9 +166,17 @@ def export_run(
         files[name] = entry
         if int8:
             options = {"calibration_method": calibration_method, "op_types": int8_ops}
+            graph, equalized = path, []
+            if equalize:
+                p = 99.999 if calibration_method == "percentile" else 100.0  # ORT's percentile
+                copy, equalized = equalize_activation_ranges(student, calibration, p)
+                if equalized:
+                    graph = out / f"student_{_int8_name(name)}_graph.onnx"
+                    export_float(copy, graph, n_features, frames, opset)
             files[_int8_name(name)] = _int8(
-                path, feats, labels, entry, calibration, options, sqnr_batches
+                path, graph, feats, labels, entry, calibration, options, sqnr_batches
             )
+            files[_int8_name(name)]["equalized"] = equalized
     report["files"] = files
     if float_acc is not None:
         for entry in files.values():
@@ -226,6 +239,7 @@ def _int8_name(float_name: str) -> str:
 
 def _int8(
     float_path: Path,
+    graph: Path,
     feats,
     labels,
     float_entry: dict,
@@ -235,14 +249,14 @@ def _int8(
 ) -> dict[str, Any]:
     name = _int8_name(float_path.stem.removeprefix("student_"))
     path = float_path.with_name(f"student_{name}.onnx")
-    excluded = quantize_onnx(float_path, path, calibration, **options)
+    excluded = quantize_onnx(graph, path, calibration, **options)
     op_types = resolved_op_types(options["op_types"], excluded)
     float_logits = run_onnx(float_path, feats)
     logits = run_onnx(path, feats)
     entry: dict[str, Any] = {
         "path": str(path),
         "bytes": path.stat().st_size,
-        "from": str(float_path),
+        "from": str(graph),
         "kept_float": excluded,
         "calibration_method": options["calibration_method"],
         "quantized_op_types": op_types or "all",
@@ -255,7 +269,7 @@ def _int8(
         entry["clips_fixed"] = int((right & ~float_right).sum())  # vs its own float model
         entry["clips_broken"] = int((float_right & ~right).sum())
     if sqnr_batches > 0:
-        entry["activation_sqnr_db"] = activation_sqnr(float_path, path, feats[:sqnr_batches])
+        entry["activation_sqnr_db"] = activation_sqnr(graph, path, feats[:sqnr_batches])
     return entry
 
 

@@ -106,11 +106,7 @@ def test_export_reports_the_calibration(
         capsys.readouterr().err
     )
     assert main(["export", run, "--percentile", "99.9"]) == 2
-    assert "--percentile and --no-equalize apply to --format tflite only" in (
-        capsys.readouterr().err
-    )
-    assert main(["export", run, "--no-equalize"]) == 2
-    assert "--no-equalize apply to --format tflite only" in capsys.readouterr().err
+    assert "--int8-io and --percentile apply to --format tflite only" in capsys.readouterr().err
     assert main(["export", run, "--variant", "stateful", "--no-equalize"]) == 2
     assert "--no-equalize apply to --variant features --format tflite only" in (
         capsys.readouterr().err

@@ -129,3 +129,24 @@ def test_a_quiet_channel_survives_int8_after_equalization(tmp_path: Path) -> Non
     (loud_plain, quiet_plain), (loud_eq, quiet_eq) = errors
     assert quiet_eq < quiet_plain / 20
     assert loud_eq < 1.5 * loud_plain + 1e-3
+
+
+def test_a_quiet_channel_survives_onnx_int8_after_equalization(tmp_path: Path) -> None:
+    """The same with onnxruntime int8 (every conv quantized). Measured: mean |int8 - float| of
+    the quiet channel 0.80 without and 0.011 with equalization; the loud channel's 0.0057."""
+    from distill.deploy.int8 import quantize_onnx
+    from distill.deploy.onnx_io import export_float, run_onnx
+
+    model = _QuietChannel().eval()
+    rng = np.random.default_rng(0)
+    clips = [np.clip(rng.standard_normal((8, 4, 16)), -1, 1).astype(np.float32) for _ in range(4)]
+    ref = np.concatenate([model(torch.from_numpy(c)).detach().numpy() for c in clips])
+    errors = []
+    for tag, m in (("plain", model), ("equalized", equalize_activation_ranges(model, clips)[0])):
+        graph = export_float(m, tmp_path / f"{tag}.onnx", 4, 16)
+        quantize_onnx(graph, tmp_path / f"{tag}_int8.onnx", clips, keep_slow_convs_float=False)
+        out = run_onnx(tmp_path / f"{tag}_int8.onnx", clips)
+        errors.append(np.abs(out - ref).reshape(32, 2, 4).mean(axis=(0, 2)))
+    (loud_plain, quiet_plain), (loud_eq, quiet_eq) = errors
+    assert quiet_eq < quiet_plain / 20
+    assert loud_eq < 1.5 * loud_plain + 1e-3
