@@ -294,6 +294,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("  " + "  ".join(parts) + f"  -> {e['path']}")
         if "activation_sqnr_db" in e:
             lines.append("    " + format_sqnr(e["activation_sqnr_db"]).replace("\n", "\n    "))
+        if e.get("equalized"):
+            lines.append(f"    quantized from a copy with per-channel ranges equalized at "
+                         f"{len(e['equalized'])} ReLU outputs ({e['from']})")  # fmt: skip
     return "\n".join(lines)
 
 

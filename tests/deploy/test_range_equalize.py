@@ -150,3 +150,16 @@ def test_a_quiet_channel_survives_onnx_int8_after_equalization(tmp_path: Path) -
     (loud_plain, quiet_plain), (loud_eq, quiet_eq) = errors
     assert quiet_eq < quiet_plain / 20
     assert loud_eq < 1.5 * loud_plain + 1e-3
+
+
+def test_onnx_report_names_the_equalized_graph() -> None:
+    from distill.deploy.export import format_report
+
+    entry = {"bytes": 2048, "path": "q.onnx", "from": "student_int8_ptq_graph.onnx",
+             "agreement_with_float": 0.9, "equalized": ["a.2: ...", "b.2: ..."]}  # fmt: skip
+    report = {"checkpoint": "c.ckpt", "clips": 3, "split": "val", "files": {"int8_ptq": entry}}
+    assert "ranges equalized at 2 ReLU outputs (student_int8_ptq_graph.onnx)" in (
+        format_report(report)
+    )
+    entry["equalized"] = []
+    assert "equalized" not in format_report(report)
