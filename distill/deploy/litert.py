@@ -237,9 +237,6 @@ def tflite_latency(
     return float(np.median(times) * 1000.0)
 
 
-# -- a run's student, checked on a split (the LiteRT counterpart of deploy.export.export_run) ----
-
-
 __all__ = [
     "convert_float",
     "convert_module",

@@ -134,7 +134,8 @@ def _int8_file(
     quantize_int8(graph, int8_path, inputs.calibration, int8_io, *calibration)
     entry = _int8_entry(int8_path, graph, float_logits, feats, inputs.labels if single else None)
     entry["calibration_clips"] = sum(len(b) for b in inputs.calibration)
-    entry["rewrites"] = equalized + rewrites
+    entry["rewrites"] = rewrites
+    entry["equalized"] = equalized  # the same key as the ONNX rows
     if sqnr_batches > 0:
         from distill.deploy.litert_error import tflite_activation_sqnr
 
@@ -219,13 +220,12 @@ def format_tflite_report(report: dict[str, Any]) -> str:
         if report.get("calibration_percentile") is not None:
             how += f" ({report['calibration_percentile']}th percentile of each tensor's values)"
         lines.append(f"int8 activation ranges: {how}, {report['calibration_split']} clips")
-        equalized = [
-            line for name, entry in report["files"].items() if name.startswith("int8")
-            for line in entry.get("rewrites", []) if "equalized" in line
-        ]  # fmt: skip
         if report.get("equalized_ranges"):
-            lines.append(f"per-channel ranges equalized before int8: {len(equalized)} ReLU "
-                         "outputs (the int8 files' rewrites list them)")  # fmt: skip
+            per_file = ", ".join(
+                f"{len(entry['equalized'])} ReLU outputs ({name})"
+                for name, entry in report["files"].items() if "equalized" in entry
+            )  # fmt: skip
+            lines.append(f"per-channel ranges equalized before int8: {per_file}")
     lines.append("memory budget (flash = file bytes; peak activations = largest set of tensors "
                  "alive at once in execution order):")  # fmt: skip
     for name, entry in report["files"].items():

@@ -36,6 +36,7 @@ from distill.errors import BadValueError
 
 RANGE_MOMENTUM = 0.01  # moving-average factor of the activation ranges (torchao's default)
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_BatchNorm = nn.modules.batchnorm._BatchNorm
 _PARAMETRIZED = ".parametrizations.weight.original"
 INPUT = "<input>"  # the features: the file's first operator takes them in int8
 
@@ -44,7 +45,7 @@ def _fused_into_previous(module: nn.Module) -> bool:
     """Whether LiteRT folds `module` into the operator before it (no int8 tensor between)."""
     from distill.students.subspectral_norm import SubSpectralNorm
 
-    fused = (nn.modules.batchnorm._BatchNorm, SubSpectralNorm, nn.ReLU, nn.ReLU6, nn.Identity)
+    fused = (_BatchNorm, SubSpectralNorm, nn.ReLU, nn.ReLU6, nn.Identity)
     return isinstance(module, (*fused, nn.modules.dropout._DropoutNd))
 
 
@@ -64,11 +65,10 @@ def activation_points(student: nn.Module) -> list[str]:
             for (a, _), (_, b) in zip(kids, kids[1:]):
                 if _fused_into_previous(b):
                     fused_next.add(f"{name}.{a}" if name else a)
+    leaves = tuple(f"{p}." for p, m in student.named_modules() if p and _is_leaf(m))
     points = []
     for name, module in student.named_modules():
-        inside_leaf = any(
-            name.startswith(f"{p}.") for p, m in student.named_modules() if p and _is_leaf(m)
-        )
+        inside_leaf = name.startswith(leaves)
         if inside_leaf or isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             continue
         if name in fused_next:
@@ -150,7 +150,7 @@ class LiteRTFakeQuantStudent(nn.Module):
             raise KeyError(f"{type(student).__name__} has no submodule named {missing[0]!r}")
         for tap in self.taps:  # after the rounding hooks: the taps read the rounded tensor
             self._handles.append(modules[tap.module_name].register_forward_hook(_storing(tap)))
-        self.freeze_bn = True
+        self._norms = [m for m in modules.values() if isinstance(m, _BatchNorm)]
 
     def _round(self, key: str) -> Any:
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
@@ -164,14 +164,13 @@ class LiteRTFakeQuantStudent(nn.Module):
     def train(self, mode: bool = True) -> LiteRTFakeQuantStudent:
         """Dropout follows `mode`; every BatchNorm stays in eval mode (running statistics)."""
         super().train(mode)
-        for m in self.student.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+        for norm in self._norms:
+            norm.eval()
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            self.train(True)  # Lightning may set `training` without `.train()`
+        if self.training and any(norm.training for norm in self._norms):
+            self.train(True)  # Lightning may set `training` flags without `.train()`
         return self.student(x)
 
     def student_state_dict(self) -> dict[str, Tensor]:

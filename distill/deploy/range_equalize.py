@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from distill.deploy.litert_patterns import REWRITE_TOLERANCE, RewriteError
+from distill.errors import BadValueError
 
 DEAD_CHANNEL = 1e-3  # a channel whose range is below this share of the largest is left as is
 MAX_VALUES = 2_000_000  # calibration values kept per run (an even stride through the rest)
@@ -98,7 +99,7 @@ def equalize_activation_ranges(
     channel (module docstring), and a "<relu>: ..." line per run changed; RewriteError when the
     copy's logits differ from the student's on the first calibration batch."""
     if not calibration:
-        raise ValueError("range equalization needs at least one calibration batch")
+        raise BadValueError("range equalization needs at least one calibration batch; got none")
     student = student.eval()
     copied = copy.deepcopy(student)
     runs = list(equalizable_runs(copied))
