@@ -58,6 +58,11 @@ def _export(args: argparse.Namespace) -> int:
             "--int8-io and --percentile apply to --format tflite only (onnxruntime's "
             "percentile calibration keeps its own 99.999)"
         )
+    if args.calibration_method == "mse":
+        raise UsageError(
+            "--calibration-method mse applies to --format tflite only (ONNX: minmax, "
+            "percentile or entropy)"
+        )
     try:
         report = export_run(args.target, sqnr_batches=args.sqnr_batches, **_onnx_options(args))
     except ParityError as err:
@@ -75,7 +80,7 @@ def _onnx_options(args: argparse.Namespace) -> dict:
         "calib_batches": args.calib_batches,
         "limit_batches": args.limit_batches,
         "min_agreement": args.min_agreement,
-        "calibration_method": args.calibration_method,
+        "calibration_method": args.calibration_method or "minmax",
         "int8_ops": _int8_ops(args.int8_ops),
         "calib_split": args.calib_split,
         "data_overrides": args.overrides,
@@ -129,7 +134,7 @@ def _export_tflite(args: argparse.Namespace) -> int:
     if args.calibration_method == "entropy" or args.int8_ops != "auto":
         raise UsageError(
             "--calibration-method entropy and --int8-ops apply to --format onnx only (LiteRT "
-            "int8 is calibrated by minmax or percentile and quantizes every operator)"
+            "int8 is calibrated by minmax, percentile or mse and quantizes every operator)"
         )
     if args.sqnr_batches and not args.int8:
         raise UsageError("--sqnr-batches reports int8 against float: add --int8")
@@ -145,7 +150,7 @@ def _export_tflite(args: argparse.Namespace) -> int:
             calib_split=args.calib_split,
             data_overrides=args.overrides,
             sqnr_batches=args.sqnr_batches,
-            calibration_method=args.calibration_method,
+            calibration_method=args.calibration_method or "percentile",
             percentile=DEFAULT_PERCENTILE if args.percentile is None else args.percentile,
             equalize=args.equalize is not False,
         )
@@ -246,17 +251,18 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--calibration-method",
-        default="minmax",
-        choices=["minmax", "percentile", "entropy"],
-        help="how int8 activation ranges are set from the calibration batches (tflite: "
-        "minmax or percentile)",
+        default=None,
+        choices=["minmax", "percentile", "entropy", "mse"],
+        help="how int8 activation ranges are set from the calibration batches (onnx: minmax "
+        "(default), percentile or entropy; tflite: percentile (default, at --percentile), "
+        "minmax, or mse: the range of least estimated int8 error per tensor)",
     )
     p.add_argument(
         "--percentile",
         type=float,
         default=None,
         help="tflite, --calibration-method percentile: clip each activation range at this "
-        "percentile of its values (default 99.99)",
+        "percentile of its values (default 99.999)",
     )
     p.add_argument(
         "--no-equalize",

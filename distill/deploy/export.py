@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from distill.analysis.paired import format_paired, paired_change
 from distill.deploy.int8 import quantize_onnx, resolved_op_types
 from distill.deploy.int8_error import activation_sqnr, format_sqnr
 from distill.deploy.onnx_io import export_float, run_onnx, run_torch, split_features
@@ -290,7 +291,11 @@ def format_report(report: dict[str, Any]) -> str:
         if "accuracy_change_vs_float" in e and name != "float":
             parts.append(f"({100 * e['accuracy_change_vs_float']:+.2f} pts vs float)")
         if "clips_fixed" in e:
-            parts.append(f"[+{e['clips_fixed']} / -{e['clips_broken']} clips vs its float]")
+            paired = paired_change(e["clips_fixed"], e["clips_broken"], report["clips"])
+            parts.append(
+                f"[+{e['clips_fixed']} / -{e['clips_broken']} clips vs its float: "
+                f"{format_paired(paired)}]"
+            )
         lines.append("  " + "  ".join(parts) + f"  -> {e['path']}")
         if "activation_sqnr_db" in e:
             lines.append("    " + format_sqnr(e["activation_sqnr_db"]).replace("\n", "\n    "))

@@ -38,7 +38,7 @@ def export_tflite_run(
     data_overrides: list[str] | None = None,
     rewrite: bool = True,
     sqnr_batches: int = 0,
-    calibration_method: str = "minmax",
+    calibration_method: str = "percentile",
     percentile: float = DEFAULT_PERCENTILE,
     equalize: bool = True,
 ) -> dict[str, Any]:

@@ -272,7 +272,9 @@ def test_export_calibrates_off_the_checked_split_and_counts_flips(
     assert ptq["calibration_clips"] == 3  # one training batch, at the overridden batch size
     change_in_clips = round(ptq["accuracy_change_vs_float"] * report["clips"])
     assert ptq["clips_fixed"] - ptq["clips_broken"] == change_in_clips
-    assert f"[+{ptq['clips_fixed']} / -{ptq['clips_broken']} clips" in format_report(report)
+    assert f"[+{ptq['clips_fixed']} / -{ptq['clips_broken']} clips vs its float: 95 % CI " in (
+        format_report(report)
+    )
     with pytest.raises(ValueError, match=r"data.\* overrides only.*'student.name=gru'"):
         export_run(tiny_run["run_dir"], out_dir=tmp_path, data_overrides=["student.name=gru"])
     with pytest.raises(ValueError, match="calib_split must be train or val"):

@@ -196,6 +196,11 @@ def test_export_tflite_int8_io_and_bench_rows(tiny_run: dict, tmp_path: Path) ->
         tiny_run["run_dir"], int8=True, int8_io=True, limit_batches=1, out_dir=tmp_path
     )
     assert report["files"]["int8_ptq"]["io"] == {"input": "int8", "output": "int8"}
+    # LiteRT's default ranges: the 99.999th percentile (chosen on training-clip agreement)
+    assert (report["calibration_method"], report["calibration_percentile"]) == (
+        "percentile",
+        99.999,
+    )
     rows = bench_run(tiny_run["run_dir"], runs=3, warmup=1, limit_batches=1, litert=True)
     lite = {r["model"]: r for r in rows if r["runtime"] == "litert"}
     assert {"student float", "student int8_ptq"} <= set(lite)
