@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from distill.analysis.paired import format_paired, paired_change
 from distill.deploy.int8 import quantize_onnx, resolved_op_types
 from distill.deploy.int8_error import activation_sqnr, format_sqnr
 from distill.deploy.onnx_io import export_float, run_onnx, run_torch, split_features
+from distill.deploy.paired import format_paired, paired_change
 from distill.deploy.range_equalize import equalize_activation_ranges
 from distill.errors import BadValueError, DistillError
 from distill.files import write_json

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from distill.analysis.paired import format_paired, mcnemar_exact_p, paired_change
+from distill.deploy.paired import format_paired, mcnemar_exact_p, paired_change
 from distill.errors import BadValueError
 
 
