@@ -58,11 +58,6 @@ def _export(args: argparse.Namespace) -> int:
             "--int8-io and --percentile apply to --format tflite only (onnxruntime's "
             "percentile calibration keeps its own 99.999)"
         )
-    if args.calibration_method == "mse":
-        raise UsageError(
-            "--calibration-method mse applies to --format tflite only (ONNX: minmax, "
-            "percentile or entropy)"
-        )
     try:
         report = export_run(args.target, sqnr_batches=args.sqnr_batches, **_onnx_options(args))
     except ParityError as err:
@@ -74,6 +69,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _onnx_options(args: argparse.Namespace) -> dict:
     """The `export_run` options of the command line (all but target and sqnr_batches)."""
+    if args.calibration_method == "mse":
+        raise UsageError(
+            "--calibration-method mse applies to --format tflite only (ONNX: minmax, "
+            "percentile or entropy)"
+        )
     return {
         "int8": args.int8,
         "split": args.split,

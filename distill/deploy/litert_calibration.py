@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,16 +120,11 @@ def mse_range(counts: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     cdf = np.cumsum(weights)
     edges = lo + width * np.arange(len(counts) + 1)
     tails = np.geomspace(0.5, 1e-7, MSE_CANDIDATES)  # share of the values cut off at one end
-    n = len(counts)
-    top = np.minimum(np.searchsorted(cdf, 1.0 - tails, side="left") + 1, n)
-    bottom = np.minimum(np.searchsorted(cdf, tails, side="right"), n)
-    highs = np.unique(np.r_[edges[top], hi])
+    top = np.minimum(np.searchsorted(cdf, 1.0 - tails, side="left") + 1, len(counts))
+    bottom = np.minimum(np.searchsorted(cdf, tails, side="right"), len(counts))
+    highs = np.unique(np.r_[edges[top], hi])  # hi >= 0 and lo <= 0: neither set is empty
     lows = np.unique(np.r_[edges[bottom], lo])
     highs, lows = highs[highs >= 0.0], lows[lows <= 0.0]
-    if highs.size == 0:
-        highs = np.array([0.0])
-    if lows.size == 0:
-        lows = np.array([0.0])
     low, high = np.meshgrid(lows, highs, indexing="ij")  # (L, H)
     step = (high - low) / (INT8_LEVELS - 1)
     v = centres[None, None, :]
@@ -142,13 +138,7 @@ def mse_range(counts: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
 
 def mse_ranges(q: Any, float_path: str | Path, inputs: list[dict[str, np.ndarray]]) -> dict:
     """`min_max_ranges`, each tensor's range then narrowed to its `mse_range`."""
-    ranges = min_max_ranges(q, float_path, inputs)
-    counts = tensor_histograms(float_path, inputs, ranges)
-    chosen = {
-        name: _with_span(qsv, *mse_range(counts[name], *_span(qsv))) if name in counts else qsv
-        for name, qsv in ranges.items()
-    }
-    return same_scale_ranges(float_path, chosen)
+    return _narrowed_ranges(q, float_path, inputs, mse_range)
 
 
 def percentile_ranges(
@@ -156,15 +146,26 @@ def percentile_ranges(
 ) -> dict:
     """`min_max_ranges`, each tensor's range then narrowed to `clipped_range` of its values."""
     check_calibration("percentile", percentile)
+    return _narrowed_ranges(
+        q, float_path, inputs, lambda counts, lo, hi: clipped_range(counts, lo, hi, percentile)
+    )
+
+
+def _narrowed_ranges(
+    q: Any,
+    float_path: str | Path,
+    inputs: list[dict[str, np.ndarray]],
+    narrow: Callable[[np.ndarray, float, float], tuple[float, float]],
+) -> dict:
+    """`min_max_ranges`, each tensor with a histogram narrowed to `narrow(counts, lo, hi)`, then
+    made consistent where operators share a scale (`same_scale_ranges`)."""
     ranges = min_max_ranges(q, float_path, inputs)
     counts = tensor_histograms(float_path, inputs, ranges)
-    clipped = {}
-    for name, qsv in ranges.items():
-        if name not in counts:
-            clipped[name] = qsv
-            continue
-        clipped[name] = _with_span(qsv, *clipped_range(counts[name], *_span(qsv), percentile))
-    return same_scale_ranges(float_path, clipped)
+    narrowed = {
+        name: _with_span(qsv, *narrow(counts[name], *_span(qsv))) if name in counts else qsv
+        for name, qsv in ranges.items()
+    }
+    return same_scale_ranges(float_path, narrowed)
 
 
 def same_scale_ranges(float_path: str | Path, ranges: dict) -> dict:

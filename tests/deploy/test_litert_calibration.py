@@ -173,8 +173,11 @@ def test_export_reports_the_calibration(
     assert "--calibration-method entropy and --int8-ops apply to --format onnx" in (
         capsys.readouterr().err
     )
-    assert main(["export", run, "--calibration-method", "mse"]) == 2
-    assert "--calibration-method mse applies to --format tflite only" in capsys.readouterr().err
+    for variant in ("features", "waveform"):  # every ONNX path refuses it, before any work
+        assert main(["export", run, "--variant", variant, "--calibration-method", "mse"]) == 2
+        assert "--calibration-method mse applies to --format tflite only" in (
+            capsys.readouterr().err
+        )
     assert main(["export", run, "--percentile", "99.9"]) == 2
     assert "--int8-io and --percentile apply to --format tflite only" in capsys.readouterr().err
     assert main(["export", run, "--variant", "stateful", "--no-equalize"]) == 2
